@@ -1,0 +1,192 @@
+package cache
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+)
+
+// Source is one policy source backed by the cache: it can load its
+// verified data from disk (offline) and refresh it from the network.
+type Source interface {
+	Name() string
+	Kind() string
+	// Load verifies the cached data offline and returns its index.
+	Load() (*verify.SourceIndex, error)
+	// Sync refreshes from the network, verifies, and writes the cache
+	// when something changed. On error the cache is untouched.
+	Sync(ctx context.Context, now time.Time) (*SyncResult, error)
+}
+
+// Status is what the cache records about the last syncs of one source; it
+// is shown by `trustd status`.
+type Status struct {
+	Source      string    `json:"source"`
+	Kind        string    `json:"kind"`
+	URL         string    `json:"url"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	LastSuccess time.Time `json:"last_success,omitzero"`
+	LastChange  time.Time `json:"last_change,omitzero"`
+	LastError   string    `json:"last_error,omitempty"`
+	Summary     string    `json:"summary,omitempty"`
+}
+
+// Store is the trust cache of one policy: one Source per [[source]].
+// Its methods may be called from several goroutines; writes to the disk
+// are serialised by a lock file, so a daemon and a `trustd sync` can share
+// a cache directory.
+type Store struct {
+	Dir     string
+	sources []Source
+	urls    map[string]string
+}
+
+// Open prepares the cache for the policy's sources. It reads each TUF
+// source's pinned root file; it does no network I/O.
+func Open(p *policy.Policy, f Fetcher) (*Store, error) {
+	if f == nil {
+		f = &HTTPFetcher{UserAgent: "trustd"}
+	}
+	s := &Store{Dir: p.Daemon.CacheDir, urls: map[string]string{}}
+	for _, src := range p.Sources {
+		dir := filepath.Join(s.Dir, "sources", src.Name)
+		base := src.URL
+		if !strings.HasSuffix(base, "/") {
+			base += "/"
+		}
+		s.urls[src.Name] = src.URL
+		switch src.Kind {
+		case "tuf":
+			root, err := readFileLimit(src.Root, maxRootSize)
+			if err != nil {
+				return nil, fmt.Errorf("source %q: pinned root: %w", src.Name, err)
+			}
+			s.sources = append(s.sources, &tufSource{TUFSource{Name: src.Name, URL: base, Root: root, Dir: dir, Fetcher: f}})
+		default:
+			s.sources = append(s.sources, &unsupported{name: src.Name, kind: src.Kind})
+		}
+	}
+	return s, nil
+}
+
+// Sources returns the store's sources in policy order.
+func (s *Store) Sources() []Source { return s.sources }
+
+type tufSource struct{ TUFSource }
+
+func (t *tufSource) Name() string { return t.TUFSource.Name }
+func (t *tufSource) Kind() string { return "tuf" }
+func (t *tufSource) Load() (*verify.SourceIndex, error) {
+	ix, _, err := t.TUFSource.Load()
+	return ix, err
+}
+
+type unsupported struct{ name, kind string }
+
+func (u *unsupported) Name() string { return u.name }
+func (u *unsupported) Kind() string { return u.kind }
+func (u *unsupported) Load() (*verify.SourceIndex, error) {
+	return nil, fmt.Errorf("source %q: kind %q is not supported by this build", u.name, u.kind)
+}
+func (u *unsupported) Sync(context.Context, time.Time) (*SyncResult, error) {
+	_, err := u.Load()
+	return nil, err
+}
+
+// LoadIndex verifies every source's cached data offline and returns the
+// index. A source whose data is missing or fails verification is present
+// with Err set (decisions that need it deny, naming the error); the
+// returned errors list those sources.
+func (s *Store) LoadIndex() (*verify.Index, []error) {
+	var errs []error
+	var idx []*verify.SourceIndex
+	for _, src := range s.sources {
+		si, err := src.Load()
+		if err != nil {
+			errs = append(errs, err)
+			si = &verify.SourceIndex{Name: src.Name(), Kind: src.Kind(), Err: err}
+		}
+		idx = append(idx, si)
+	}
+	return verify.NewIndex(idx...), errs
+}
+
+// SyncSource refreshes one source under the cache lock and records its
+// status. On error the previous cached data stays in force.
+func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*SyncResult, error) {
+	lock, err := LockDir(s.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Unlock()
+	st := s.readStatus(src)
+	st.LastAttempt = now.UTC()
+	res, err := src.Sync(ctx, now)
+	if err != nil {
+		st.LastError = err.Error()
+	} else {
+		st.LastError = ""
+		st.LastSuccess = now.UTC()
+		st.Summary = res.Summary
+		if res.Changed {
+			st.LastChange = now.UTC()
+		}
+	}
+	if werr := s.writeStatus(st); werr != nil && err == nil {
+		err = werr
+	}
+	return res, err
+}
+
+func (s *Store) statusPath(name string) string {
+	return filepath.Join(s.Dir, "sources", name, "status.json")
+}
+
+func (s *Store) readStatus(src Source) *Status {
+	st := &Status{}
+	if b, err := readFileLimit(s.statusPath(src.Name()), 1<<20); err == nil {
+		_ = json.Unmarshal(b, st)
+	}
+	st.Source, st.Kind, st.URL = src.Name(), src.Kind(), s.urls[src.Name()]
+	return st
+}
+
+func (s *Store) writeStatus(st *Status) error {
+	p := s.statusPath(st.Source)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	b, _ := json.MarshalIndent(st, "", "  ")
+	return WriteFileAtomic(p, b, 0o600)
+}
+
+// Statuses returns the recorded status of every source, in policy order.
+func (s *Store) Statuses() []*Status {
+	var out []*Status
+	for _, src := range s.sources {
+		out = append(out, s.readStatus(src))
+	}
+	return out
+}
+
+// SortedRepoNames returns the repositories of a source index in order.
+func SortedRepoNames(si *verify.SourceIndex) []string {
+	var names []string
+	for n := range si.Repos {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// IsNoData reports whether err means "nothing cached yet".
+func IsNoData(err error) bool { return errors.Is(err, ErrNoData) }

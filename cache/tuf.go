@@ -1,0 +1,391 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
+
+	"github.com/trustd/trustd/verify"
+)
+
+// Size bounds for standard TUF metadata downloads.
+const (
+	maxRootSize        = 512 << 10
+	maxTimestampSize   = 16 << 10
+	maxSnapshotSize    = 32 << 20
+	maxTargetsSize     = 64 << 20
+	maxRootRotations   = 256
+	maxDelegations     = 1 << 14
+	maxBundleFileBytes = 1 << 30
+)
+
+// RoleFile is one delegated targets role as stored: its bytes and the role
+// that delegated to it.
+type RoleFile struct {
+	Name      string `json:"name"`
+	Delegator string `json:"delegator"`
+	Data      []byte `json:"data"`
+}
+
+// TUFBundle is the verified metadata of one standard TUF repository, as
+// stored in the cache: everything needed to re-verify it offline from the
+// pinned root. Byte slices hold the metadata exactly as signed.
+type TUFBundle struct {
+	Format      int        `json:"format"`
+	Source      string     `json:"source"`
+	URL         string     `json:"url"`
+	Verified    time.Time  `json:"verified"`
+	Roots       [][]byte   `json:"roots,omitempty"` // root versions after the pinned root, in order
+	Timestamp   []byte     `json:"timestamp"`
+	Snapshot    []byte     `json:"snapshot"`
+	Targets     []byte     `json:"targets"`
+	Delegations []RoleFile `json:"delegations,omitempty"` // parents before children
+}
+
+// TUFSource is a standard TUF repository named in the policy.
+type TUFSource struct {
+	Name string
+	// URL is the metadata base URL, ending in '/'.
+	URL string
+	// Root is the initial trusted root.json (pinned by the policy).
+	Root []byte
+	// Dir is this source's directory in the cache.
+	Dir     string
+	Fetcher Fetcher
+}
+
+func (s *TUFSource) bundlePath() string { return filepath.Join(s.Dir, "tuf.json") }
+
+// Load verifies the cached bundle offline, from the pinned root, and
+// returns its index. Expiry is not checked here: the decision checks it
+// against its own clock, so that expired data is refused with a reason
+// instead of vanishing. A bundle that fails verification is moved aside
+// (and reported in the error) so that the next sync fetches afresh.
+func (s *TUFSource) Load() (*verify.SourceIndex, *TUFBundle, error) {
+	b, err := s.readBundle()
+	if err != nil {
+		return nil, nil, err
+	}
+	tm, err := s.verifyBundle(b, time.Time{})
+	if err != nil {
+		aside := s.moveAside(err)
+		return nil, nil, fmt.Errorf("cached trust data of source %q failed verification (%s): %w", s.Name, aside, err)
+	}
+	return s.index(tm, b.Verified), b, nil
+}
+
+func (s *TUFSource) readBundle() (*TUFBundle, error) {
+	data, err := readFileLimit(s.bundlePath(), maxBundleFileBytes)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("source %q: %w", s.Name, ErrNoData)
+		}
+		return nil, err
+	}
+	var b TUFBundle
+	if err := json.Unmarshal(data, &b); err != nil || b.Format != 1 {
+		if err == nil {
+			err = fmt.Errorf("unknown format %d", b.Format)
+		}
+		aside := s.moveAside(err)
+		return nil, fmt.Errorf("cached trust data of source %q is unreadable (%s): %w", s.Name, aside, err)
+	}
+	return &b, nil
+}
+
+// ErrNoData means a source has nothing in the cache yet.
+var ErrNoData = errors.New("no trust data cached yet")
+
+func (s *TUFSource) moveAside(reason error) string {
+	p := s.bundlePath()
+	aside := fmt.Sprintf("%s.bad-%d", p, time.Now().UnixNano())
+	if err := os.Rename(p, aside); err != nil {
+		return "could not move it aside: " + err.Error()
+	}
+	syncDir(filepath.Dir(p))
+	return "moved aside to " + filepath.Base(aside)
+}
+
+func (s *TUFSource) verifyBundle(b *TUFBundle, ref time.Time) (*trustedmetadata.TrustedMetadata, error) {
+	tm, err := trustedmetadata.New(s.Root)
+	if err != nil {
+		return nil, fmt.Errorf("pinned root: %w", err)
+	}
+	for i, r := range b.Roots {
+		if _, err := tm.UpdateRoot(r); err != nil {
+			return nil, fmt.Errorf("cached root %d: %w", i, err)
+		}
+	}
+	tm.RefTime = ref
+	if _, err := tm.UpdateTimestamp(b.Timestamp); err != nil {
+		return nil, fmt.Errorf("timestamp: %w", err)
+	}
+	if _, err := tm.UpdateSnapshot(b.Snapshot, false); err != nil {
+		return nil, fmt.Errorf("snapshot: %w", err)
+	}
+	if _, err := tm.UpdateTargets(b.Targets); err != nil {
+		return nil, fmt.Errorf("targets: %w", err)
+	}
+	for _, d := range b.Delegations {
+		if _, err := tm.UpdateDelegatedTargets(d.Data, d.Name, d.Delegator); err != nil {
+			return nil, fmt.Errorf("delegated role %s: %w", d.Name, err)
+		}
+	}
+	return tm, nil
+}
+
+func (s *TUFSource) index(tm *trustedmetadata.TrustedMetadata, updated time.Time) *verify.SourceIndex {
+	repos, problems := verify.IndexTUF(s.Name, tm)
+	for _, r := range repos {
+		r.Problems = problems
+	}
+	ver := fmt.Sprintf("root v%d, timestamp v%d, snapshot v%d, targets v%d", tm.Root.Signed.Version, tm.Timestamp.Signed.Version, tm.Snapshot.Signed.Version, tm.Targets[metadata.TARGETS].Signed.Version)
+	if n := len(tm.Targets) - 1; n > 0 {
+		ver += fmt.Sprintf(", %d delegated roles", n)
+	}
+	return &verify.SourceIndex{Name: s.Name, Kind: "tuf", Repos: repos, Version: ver, Updated: updated}
+}
+
+// SyncResult says what one sync did.
+type SyncResult struct {
+	Changed bool
+	Index   *verify.SourceIndex
+	Summary string
+}
+
+// Sync refreshes the source from its server, as a TUF client does
+// (root rotation, timestamp, snapshot, targets, delegations), verifying
+// everything against the cached state (rollback protection) and `now`
+// (freeze protection) before anything is written. The cache is rewritten
+// only when something changed, in one atomic step. On error the cache is
+// untouched.
+func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
+	prev, err := s.readBundle()
+	if err != nil && !errors.Is(err, ErrNoData) {
+		prev = nil // unreadable: moved aside; start again from the pinned root
+	}
+	if prev != nil {
+		if _, verr := s.verifyBundle(prev, time.Time{}); verr != nil {
+			s.moveAside(verr)
+			prev = nil
+		}
+	}
+	if prev == nil {
+		prev = &TUFBundle{}
+	}
+	tm, err := trustedmetadata.New(s.Root)
+	if err != nil {
+		return nil, fmt.Errorf("pinned root: %w", err)
+	}
+	nb := &TUFBundle{Format: 1, Source: s.Name, URL: s.URL, Verified: now.UTC()}
+	for _, r := range prev.Roots {
+		if _, err := tm.UpdateRoot(r); err != nil {
+			return nil, fmt.Errorf("cached root: %w", err)
+		}
+		nb.Roots = append(nb.Roots, r)
+	}
+	// Root rotation: fetch N+1.root.json until the server has no more.
+	for i := 0; i < maxRootRotations; i++ {
+		v := tm.Root.Signed.Version + 1
+		data, err := s.Fetcher.Fetch(ctx, s.URL+fmt.Sprintf("%d.root.json", v), maxRootSize)
+		if errors.Is(err, ErrNotFound) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tm.UpdateRoot(data); err != nil {
+			return nil, fmt.Errorf("root v%d: %w", v, err)
+		}
+		nb.Roots = append(nb.Roots, data)
+	}
+	tm.RefTime = now.UTC()
+	consistent := tm.Root.Signed.ConsistentSnapshot
+
+	// Timestamp: the cached one first, for rollback protection.
+	if prev.Timestamp != nil {
+		if _, err := tm.UpdateTimestamp(prev.Timestamp); err != nil {
+			var exp *metadata.ErrExpiredMetadata
+			if errors.As(err, &exp) && tm.Timestamp == nil {
+				return nil, fmt.Errorf("root: %w", err)
+			}
+		}
+	}
+	data, err := s.Fetcher.Fetch(ctx, s.URL+"timestamp.json", maxTimestampSize)
+	if err != nil {
+		return nil, err
+	}
+	nb.Timestamp = data
+	if _, err := tm.UpdateTimestamp(data); err != nil {
+		var eq *metadata.ErrEqualVersionNumber
+		if !errors.As(err, &eq) {
+			return nil, fmt.Errorf("timestamp: %w", err)
+		}
+		nb.Timestamp = prev.Timestamp
+		if tm.Timestamp.Signed.IsExpired(tm.RefTime) {
+			return nil, fmt.Errorf("timestamp: %w", &metadata.ErrExpiredMetadata{Msg: "timestamp.json is expired and the server has no newer one"})
+		}
+	}
+
+	// Snapshot.
+	snapMeta := tm.Timestamp.Signed.Meta["snapshot.json"]
+	if snapMeta == nil {
+		return nil, fmt.Errorf("timestamp lists no snapshot.json")
+	}
+	nb.Snapshot = nil
+	if prev.Snapshot != nil {
+		if _, err := tm.UpdateSnapshot(prev.Snapshot, true); err == nil {
+			nb.Snapshot = prev.Snapshot
+		}
+	}
+	if nb.Snapshot == nil {
+		name := "snapshot.json"
+		if consistent {
+			name = fmt.Sprintf("%d.snapshot.json", snapMeta.Version)
+		}
+		data, err := s.Fetcher.Fetch(ctx, s.URL+name, boundFor(snapMeta, maxSnapshotSize))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tm.UpdateSnapshot(data, false); err != nil {
+			return nil, fmt.Errorf("snapshot: %w", err)
+		}
+		nb.Snapshot = data
+	}
+
+	// Targets and delegations: reuse cached roles whose version is current.
+	cached := map[string][]byte{metadata.TARGETS: prev.Targets}
+	for _, d := range prev.Delegations {
+		cached[d.Name] = d.Data
+	}
+	fetchRole := func(role, delegator string) ([]byte, error) {
+		if data := cached[role]; data != nil {
+			if _, err := tm.UpdateDelegatedTargets(data, role, delegator); err == nil {
+				return data, nil
+			}
+		}
+		meta := tm.Snapshot.Signed.Meta[role+".json"]
+		if meta == nil {
+			return nil, fmt.Errorf("snapshot lists no %s.json", role)
+		}
+		name := url.PathEscape(role) + ".json"
+		if consistent {
+			name = fmt.Sprintf("%d.%s", meta.Version, name)
+		}
+		data, err := s.Fetcher.Fetch(ctx, s.URL+name, boundFor(meta, maxTargetsSize))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tm.UpdateDelegatedTargets(data, role, delegator); err != nil {
+			return nil, fmt.Errorf("role %s: %w", role, err)
+		}
+		return data, nil
+	}
+	if nb.Targets, err = fetchRole(metadata.TARGETS, metadata.ROOT); err != nil {
+		return nil, err
+	}
+	var problems []string
+	queue := []string{metadata.TARGETS}
+	seen := map[string]bool{metadata.TARGETS: true}
+	for len(queue) > 0 {
+		parent := queue[0]
+		queue = queue[1:]
+		del := tm.Targets[parent].Signed.Delegations
+		if del == nil {
+			continue
+		}
+		var children []string
+		if del.SuccinctRoles != nil {
+			children = del.SuccinctRoles.GetRoles()
+		}
+		for _, r := range del.Roles {
+			children = append(children, r.Name)
+		}
+		for _, child := range children {
+			if seen[child] {
+				continue
+			}
+			seen[child] = true
+			if len(seen) > maxDelegations {
+				return nil, fmt.Errorf("more than %d delegated roles", maxDelegations)
+			}
+			if tm.Snapshot.Signed.Meta[child+".json"] == nil {
+				continue // delegated but never published: no targets
+			}
+			data, err := fetchRole(child, parent)
+			if err != nil {
+				if ctx.Err() != nil {
+					return nil, ctx.Err()
+				}
+				problems = append(problems, fmt.Sprintf("delegated role %s ignored: %v", child, err))
+				continue
+			}
+			nb.Delegations = append(nb.Delegations, RoleFile{Name: child, Delegator: parent, Data: data})
+			queue = append(queue, child)
+		}
+	}
+
+	changed := !sameBundle(prev, nb)
+	res := &SyncResult{Changed: changed}
+	if changed {
+		if err := s.writeBundle(nb); err != nil {
+			return nil, err
+		}
+	} else {
+		nb.Verified = prev.Verified
+	}
+	res.Index = s.index(tm, now.UTC())
+	for _, r := range res.Index.Repos {
+		r.Problems = append(r.Problems, problems...)
+	}
+	res.Summary = res.Index.Version
+	if len(problems) > 0 {
+		res.Summary += "; " + strings.Join(problems, "; ")
+	}
+	return res, nil
+}
+
+func boundFor(meta *metadata.MetaFiles, def int64) int64 {
+	if meta != nil && meta.Length > 0 {
+		return meta.Length
+	}
+	return def
+}
+
+func sameBundle(a, b *TUFBundle) bool {
+	if len(a.Roots) != len(b.Roots) || len(a.Delegations) != len(b.Delegations) {
+		return false
+	}
+	for i := range a.Roots {
+		if !bytes.Equal(a.Roots[i], b.Roots[i]) {
+			return false
+		}
+	}
+	for i := range a.Delegations {
+		if a.Delegations[i].Name != b.Delegations[i].Name || !bytes.Equal(a.Delegations[i].Data, b.Delegations[i].Data) {
+			return false
+		}
+	}
+	return bytes.Equal(a.Timestamp, b.Timestamp) && bytes.Equal(a.Snapshot, b.Snapshot) && bytes.Equal(a.Targets, b.Targets)
+}
+
+func (s *TUFSource) writeBundle(b *TUFBundle) error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(s.bundlePath(), data, 0o600)
+}

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+)
+
+func quietLogger(w io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+// daemonClient returns a client for the running daemon's control socket,
+// or nil when no daemon answers there.
+func daemonClient(p *policy.Policy) *plugin.ControlClient {
+	if p.Daemon.ControlSocket == "" {
+		return nil
+	}
+	if _, err := os.Stat(p.Daemon.ControlSocket); err != nil {
+		return nil
+	}
+	c := &plugin.ControlClient{Socket: p.Daemon.ControlSocket, Timeout: 2 * time.Second}
+	var st plugin.DaemonStatus
+	if err := c.Get(context.Background(), "GET", "/v1/status", &st); err != nil {
+		return nil
+	}
+	c.Timeout = 10 * time.Minute
+	return c
+}
+
+func cmdSync(args []string, stdout, stderr io.Writer) (int, error) {
+	fs, cfg := newFlags("sync", stderr)
+	jsonOut := fs.Bool("json", false, "one JSON object per source")
+	if pos, err := parseInterleaved(fs, args); err != nil {
+		return exitUsage, err
+	} else if len(pos) > 0 {
+		return exitUsage, usageError{"sync takes no arguments"}
+	}
+	p, err := plugin.LoadPolicy(*cfg)
+	if err != nil {
+		return exitUsage, err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	var results []plugin.SyncResult
+	if c := daemonClient(p); c != nil {
+		// The daemon syncs, so its in-memory index is refreshed too.
+		if err := c.Get(ctx, "POST", "/v1/sync", &results); err != nil {
+			return exitDenied, err
+		}
+	} else {
+		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		if err != nil {
+			return exitUsage, err
+		}
+		results = l.Sync(ctx)
+	}
+	code := exitOK
+	for _, r := range results {
+		if !r.OK {
+			code = exitDenied
+		}
+		if *jsonOut {
+			json.NewEncoder(stdout).Encode(r)
+			continue
+		}
+		switch {
+		case !r.OK:
+			fmt.Fprintf(stdout, "%s: FAILED: %s\n", r.Source, r.Error)
+		case r.Changed:
+			fmt.Fprintf(stdout, "%s: updated: %s\n", r.Source, r.Summary)
+		default:
+			fmt.Fprintf(stdout, "%s: unchanged: %s\n", r.Source, r.Summary)
+		}
+	}
+	return code, nil
+}
+
+func signalContext() (context.Context, context.CancelFunc) {
+	return signalNotify(context.Background())
+}
+
+func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
+	fs, cfg := newFlags("verify", stderr)
+	ns := fs.String("namespace", "", "judge as a container in this Kubernetes namespace (default: as a pull, allowed if some namespace would allow it)")
+	jsonOut := fs.Bool("json", false, "one JSON object per image")
+	archive := fs.String("archive", "", "judge every image in a docker save or OCI layout tar")
+	images, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitUsage, err
+	}
+	if *archive != "" {
+		return exitUsage, usageError{"--archive is not supported by this build yet"}
+	}
+	if len(images) == 0 {
+		return exitUsage, usageError{"usage: trustd verify [--namespace NS] [--json] IMAGE..."}
+	}
+	l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+	if err != nil {
+		return exitUsage, err
+	}
+	for _, e := range l.LoadErrors {
+		fmt.Fprintf(stderr, "trustd verify: warning: %v\n", e)
+	}
+	code := exitOK
+	for _, img := range images {
+		f := verify.Facts{Subject: verify.SubjectCheck, Image: img}
+		if *ns != "" {
+			f.Subject, f.Namespace = verify.SubjectContainer, *ns
+		}
+		if ref, err := policy.ParseRef(img); err == nil {
+			f.Digest = ref.Digest
+		}
+		d := l.Engine.Decide(context.Background(), f, plugin.Context{Via: "cli"})
+		if !d.Allowed {
+			code = exitDenied
+		}
+		if *jsonOut {
+			json.NewEncoder(stdout).Encode(d)
+			continue
+		}
+		fmt.Fprintln(stdout, d.Message())
+	}
+	return code, nil
+}
+
+func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
+	fs, cfg := newFlags("inspect", stderr)
+	jsonOut := fs.Bool("json", false, "JSON output")
+	repos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitUsage, err
+	}
+	if len(repos) == 0 {
+		return exitUsage, usageError{"usage: trustd inspect [--json] REPOSITORY..."}
+	}
+	l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+	if err != nil {
+		return exitUsage, err
+	}
+	code := exitOK
+	type out struct {
+		Repository string       `json:"repository"`
+		Source     string       `json:"source"`
+		Repo       *verify.Repo `json:"trust,omitempty"`
+		Error      string       `json:"error,omitempty"`
+	}
+	snap := l.Engine.Snapshot()
+	for _, name := range repos {
+		repo, err := policy.NormalizeRepo(name)
+		if err != nil {
+			return exitUsage, usageError{fmt.Sprintf("repository %q: %v", name, err)}
+		}
+		repo = l.Policy.Origin(repo)
+		found := false
+		for _, src := range l.Policy.Sources {
+			si := snap.Index.Source(src.Name)
+			if si == nil || si.Repos[repo] == nil {
+				continue
+			}
+			found = true
+			r := si.Repos[repo]
+			if *jsonOut {
+				json.NewEncoder(stdout).Encode(out{Repository: repo, Source: src.Name, Repo: r})
+				continue
+			}
+			fmt.Fprintf(stdout, "Repository %s (source %q, %s; expires %s, role %s)\n", repo, src.Name, si.Version, r.Expires.UTC().Format(time.RFC3339), r.ExpiresRole)
+			tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TAG\tDIGEST\tSIGNERS")
+			for _, tag := range r.SortedTags() {
+				byDigest := map[string][]string{}
+				var order []string
+				for _, role := range r.RolesInOrder(tag) {
+					dg := string(r.Tags[tag][role].Digest)
+					if _, ok := byDigest[dg]; !ok {
+						order = append(order, dg)
+					}
+					byDigest[dg] = append(byDigest[dg], role)
+				}
+				for _, dg := range order {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", tag, dg, strings.Join(byDigest[dg], ", "))
+				}
+			}
+			tw.Flush()
+			for _, pr := range r.Problems {
+				fmt.Fprintf(stdout, "warning: %s\n", pr)
+			}
+		}
+		if !found {
+			code = exitDenied
+			if *jsonOut {
+				json.NewEncoder(stdout).Encode(out{Repository: repo, Error: "no trust data in the cache"})
+			} else {
+				fmt.Fprintf(stdout, "Repository %s: no trust data in the cache\n", repo)
+			}
+		}
+	}
+	return code, nil
+}
+
+func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
+	if len(args) == 0 || args[0] != "check" {
+		return exitUsage, usageError{"usage: trustd policy check [FILE]"}
+	}
+	fs, cfg := newFlags("policy check", stderr)
+	files, err := parseInterleaved(fs, args[1:])
+	if err != nil {
+		return exitUsage, err
+	}
+	if len(files) > 1 {
+		return exitUsage, usageError{"usage: trustd policy check [FILE]"}
+	}
+	path := *cfg
+	if len(files) == 1 {
+		path = files[0]
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		fmt.Fprintln(stdout, err)
+		return exitDenied, nil
+	}
+	for _, w := range p.Check() {
+		fmt.Fprintln(stdout, w.String())
+	}
+	fmt.Fprintf(stdout, "%s: OK (%d sources, %d rules, mode %s)\n", p.File, len(p.Sources), len(p.Rules), p.Mode)
+	return exitOK, nil
+}
+
+func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
+	fs, cfg := newFlags("status", stderr)
+	jsonOut := fs.Bool("json", false, "JSON output")
+	if pos, err := parseInterleaved(fs, args); err != nil {
+		return exitUsage, err
+	} else if len(pos) > 0 {
+		return exitUsage, usageError{"status takes no arguments"}
+	}
+	p, err := plugin.LoadPolicy(*cfg)
+	if err != nil {
+		return exitUsage, err
+	}
+	st := &plugin.DaemonStatus{Policy: p.File, Mode: string(p.Mode)}
+	running := false
+	if c := daemonClient(p); c != nil {
+		if err := c.Get(context.Background(), "GET", "/v1/status", st); err != nil {
+			return exitDenied, err
+		}
+		running = true
+	} else {
+		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		if err != nil {
+			return exitUsage, err
+		}
+		st.Sources = plugin.SourceStatuses(l.Store, l.Engine.Snapshot().Index, time.Now())
+	}
+	if *jsonOut {
+		type withDaemon struct {
+			*plugin.DaemonStatus
+			DaemonRunning bool `json:"daemon_running"`
+		}
+		return exitOK, json.NewEncoder(stdout).Encode(withDaemon{st, running})
+	}
+	if running {
+		fmt.Fprintf(stdout, "daemon: running; NRI connected: %v; containerd %s%s\n", st.NRIConnected, st.Containerd, st.ContainerdErr)
+	} else {
+		fmt.Fprintln(stdout, "daemon: not running (status from the cache)")
+	}
+	fmt.Fprintf(stdout, "policy: %s (mode %s)\n", st.Policy, st.Mode)
+	if st.ReloadError != "" {
+		fmt.Fprintf(stdout, "last reload FAILED at %s, previous policy in force: %s\n", st.ReloadAt.Format(time.RFC3339), st.ReloadError)
+	}
+	code := exitOK
+	for _, s := range st.Sources {
+		state := "ok"
+		switch {
+		case s.LoadError != "":
+			state, code = "NO DATA", exitDenied
+		case s.Expired:
+			state, code = "EXPIRED", exitDenied
+		case s.LastError != "":
+			state = "STALE (last sync failed)"
+		}
+		fmt.Fprintf(stdout, "source %s (%s %s): %s\n", s.Source, s.Kind, s.URL, state)
+		if s.Loaded != "" {
+			fmt.Fprintf(stdout, "  data: %s; %d repositories, %d tags; expires %s (%s)\n", s.Loaded, s.Repositories, s.Tags, s.Expires.UTC().Format(time.RFC3339), s.ExpiresRole)
+		}
+		if !s.LastSuccess.IsZero() {
+			fmt.Fprintf(stdout, "  last successful sync: %s\n", s.LastSuccess.Format(time.RFC3339))
+		}
+		if s.LastError != "" {
+			fmt.Fprintf(stdout, "  last sync error (%s): %s\n", s.LastAttempt.Format(time.RFC3339), s.LastError)
+		}
+		if s.LoadError != "" {
+			fmt.Fprintf(stdout, "  %s\n", s.LoadError)
+		}
+	}
+	return code, nil
+}
+
+// runVerifier is trustd invoked as trustd-verifier by containerd on every
+// pull. It asks the running daemon (fast, from memory) and falls back to
+// loading the cache itself; it blocks the pull when it cannot decide.
+func runVerifier(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cfg := os.Getenv("TRUSTD_CONFIG")
+	if cfg == "" {
+		cfg = DefaultConfig
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	defer cancel()
+	decide := func(ctx context.Context, f verify.Facts) (verify.Decision, error) {
+		p, err := plugin.LoadPolicy(cfg)
+		if err != nil {
+			return verify.Decision{}, err
+		}
+		if p.Daemon.ControlSocket != "" {
+			c := &plugin.ControlClient{Socket: p.Daemon.ControlSocket, Timeout: 3 * time.Second}
+			if d, err := c.Decide(ctx, f); err == nil {
+				return d, nil
+			}
+		}
+		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		if err != nil {
+			return verify.Decision{}, err
+		}
+		return l.Decide(ctx, f)
+	}
+	return plugin.RunVerifier(ctx, args, stdin, stdout, decide)
+}

@@ -1,0 +1,173 @@
+// Command trustd enforces image signatures on a containerd node. It only
+// wires: flags, configuration, signals and subcommands; the logic lives in
+// the packages policy, cache, verify and plugin.
+//
+// Exit codes: 0 allowed / success, 1 denied / check failed, 2 usage or
+// configuration error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/trustd/trustd/plugin"
+)
+
+const (
+	exitOK     = 0
+	exitDenied = 1
+	exitUsage  = 2
+)
+
+// DefaultConfig is the policy file used when neither --config nor
+// TRUSTD_CONFIG is given.
+const DefaultConfig = "/etc/trustd/policy.toml"
+
+func main() {
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
+}
+
+// usageError marks a command-line mistake (exit 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if filepath.Base(args[0]) == plugin.VerifierName {
+		return runVerifier(args[1:], stdin, stdout, stderr)
+	}
+	if len(args) < 2 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[1], args[2:]
+	var (
+		code int
+		err  error
+	)
+	switch cmd {
+	case "run":
+		code, err = cmdRun(rest, stderr)
+	case "sync":
+		code, err = cmdSync(rest, stdout, stderr)
+	case "verify":
+		code, err = cmdVerify(rest, stdout, stderr)
+	case "inspect":
+		code, err = cmdInspect(rest, stdout, stderr)
+	case "policy":
+		code, err = cmdPolicy(rest, stdout, stderr)
+	case "status":
+		code, err = cmdStatus(rest, stdout, stderr)
+	case plugin.VerifierName:
+		return runVerifier(rest, stdin, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "trustd: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	if err != nil {
+		var ue usageError
+		if errors.As(err, &ue) || errors.Is(err, flag.ErrHelp) {
+			if !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintf(stderr, "trustd %s: %v\n", cmd, err)
+			}
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "trustd %s: %v\n", cmd, err)
+		if errors.Is(err, plugin.ErrConfig) {
+			return exitUsage
+		}
+		if code == exitOK {
+			code = exitDenied
+		}
+	}
+	return code
+}
+
+const usage = `usage: trustd COMMAND [--config PATH] [options]
+
+Commands:
+  run                         the daemon: NRI plugin, background sync, control socket
+  sync                        refresh the trust cache from every source now
+  verify [--namespace NS] [--json] IMAGE...
+                              decide each image from the cache only (no network)
+  inspect [--json] REPOSITORY signed tags, digests and signers from the cache
+  policy check [FILE]         parse and validate a policy file
+  status [--json]             per source: last sync, versions, expiry
+
+--config PATH defaults to $TRUSTD_CONFIG, then /etc/trustd/policy.toml.
+Invoked as trustd-verifier, trustd speaks containerd's image verifier protocol.
+Exit codes: 0 allowed/success, 1 denied/check failed, 2 usage or configuration error.
+`
+
+// newFlags returns a flag set with the --config flag every command takes.
+func newFlags(name string, stderr io.Writer) (*flag.FlagSet, *string) {
+	fs := flag.NewFlagSet("trustd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	def := os.Getenv("TRUSTD_CONFIG")
+	if def == "" {
+		def = DefaultConfig
+	}
+	cfg := fs.String("config", def, "policy file (env TRUSTD_CONFIG)")
+	return fs, cfg
+}
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments, and returns the positional ones.
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		if args[0] == "--" {
+			return append(pos, args[1:]...), nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func daemonLogger(w io.Writer) *slog.Logger {
+	level := slog.LevelInfo
+	if os.Getenv("TRUSTD_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+func cmdRun(args []string, stderr io.Writer) (int, error) {
+	fs, cfg := newFlags("run", stderr)
+	if pos, err := parseInterleaved(fs, args); err != nil {
+		return exitUsage, err
+	} else if len(pos) > 0 {
+		return exitUsage, usageError{"run takes no arguments"}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := daemonLogger(stderr)
+	d := &plugin.Daemon{ConfigPath: *cfg, Log: log}
+	if err := d.Run(ctx); err != nil {
+		log.Error("trustd failed", "error", err.Error())
+		return exitDenied, err
+	}
+	return exitOK, nil
+}
+
+func signalNotify(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+}

@@ -1,0 +1,185 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/verify"
+)
+
+// controlRequest is a decision request on the control socket.
+type controlRequest struct {
+	Subject      string        `json:"subject"` // "pull", "container", "check"
+	Image        string        `json:"image"`
+	Namespace    string        `json:"namespace,omitempty"`
+	Digest       digest.Digest `json:"digest,omitempty"`
+	ConfigDigest digest.Digest `json:"config_digest,omitempty"`
+}
+
+func subjectName(s verify.Subject) string {
+	switch s {
+	case verify.SubjectPull:
+		return "pull"
+	case verify.SubjectContainer:
+		return "container"
+	}
+	return "check"
+}
+
+func parseSubject(s string) verify.Subject {
+	switch s {
+	case "pull":
+		return verify.SubjectPull
+	case "container":
+		return verify.SubjectContainer
+	}
+	return verify.SubjectCheck
+}
+
+// ControlServer serves the control socket: a Unix socket, mode 0600, for
+// root only. It answers decisions from the daemon's memory (the verifier
+// uses it so that a pull needs no cache load) and the daemon's status.
+type ControlServer struct {
+	Engine *Engine
+	Status func(ctx context.Context) any
+	Sync   func(ctx context.Context) any
+
+	srv *http.Server
+	ln  net.Listener
+}
+
+// Listen binds the socket, replacing a stale one.
+func (c *ControlServer) Listen(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if conn, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		conn.Close()
+		return fmt.Errorf("control socket %s: another trustd is already listening", path)
+	}
+	_ = os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /v1/decide", c.decide)
+	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, c.Status(r.Context()))
+	})
+	mux.HandleFunc("POST /v1/sync", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, c.Sync(r.Context()))
+	})
+	c.ln = ln
+	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	return nil
+}
+
+// Serve serves until Close.
+func (c *ControlServer) Serve() error {
+	err := c.srv.Serve(c.ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops serving and removes the socket.
+func (c *ControlServer) Close() error {
+	if c.srv == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	err := c.srv.Shutdown(ctx)
+	os.Remove(c.ln.Addr().String())
+	return err
+}
+
+func (c *ControlServer) decide(w http.ResponseWriter, r *http.Request) {
+	var req controlRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
+		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	f := verify.Facts{Subject: parseSubject(req.Subject), Image: req.Image, Namespace: req.Namespace, Digest: req.Digest, ConfigDigest: req.ConfigDigest}
+	d := c.Engine.Decide(r.Context(), f, Context{Via: "control:" + req.Subject})
+	writeJSON(w, d)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ControlClient talks to a daemon's control socket.
+type ControlClient struct {
+	Socket  string
+	Timeout time.Duration
+}
+
+func (c *ControlClient) client() *http.Client {
+	t := c.Timeout
+	if t == 0 {
+		t = 3 * time.Second
+	}
+	return &http.Client{
+		Timeout: t,
+		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", c.Socket)
+		}},
+	}
+}
+
+// Decide asks the daemon for a decision.
+func (c *ControlClient) Decide(ctx context.Context, f verify.Facts) (verify.Decision, error) {
+	body, _ := json.Marshal(controlRequest{Subject: subjectName(f.Subject), Image: f.Image, Namespace: f.Namespace, Digest: f.Digest, ConfigDigest: f.ConfigDigest})
+	var d verify.Decision
+	err := c.do(ctx, http.MethodPost, "/v1/decide", body, &d)
+	return d, err
+}
+
+// Get fetches a JSON document (status, sync) from the daemon into v.
+func (c *ControlClient) Get(ctx context.Context, method, path string, v any) error {
+	return c.do(ctx, method, path, nil, v)
+}
+
+func (c *ControlClient) do(ctx context.Context, method, path string, body []byte, v any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://trustd"+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := c.client().Do(req)
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", c.Socket, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("control socket: HTTP %d: %s", resp.StatusCode, b)
+	}
+	return json.Unmarshal(b, v)
+}

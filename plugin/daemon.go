@@ -1,0 +1,402 @@
+package plugin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	sddaemon "github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+)
+
+// ErrConfig marks errors in the configuration (the policy file): the
+// daemon refuses to start with them, and `trustd` exits 2.
+var ErrConfig = errors.New("configuration error")
+
+// Daemon is `trustd run`: it loads the policy and the cache, serves the
+// control socket, registers the NRI plugin (reconnecting when containerd
+// restarts), refreshes the cache in the background and reloads the policy
+// on SIGHUP. Start-up order: policy → cache → control socket → NRI →
+// READY=1.
+type Daemon struct {
+	ConfigPath string
+	Log        *slog.Logger
+
+	engine  *Engine
+	store   atomic.Pointer[cache.Store]
+	ctrd    *Containerd
+	control *ControlServer
+
+	mu           sync.Mutex
+	policyLoaded time.Time
+	reloadErr    string
+	reloadAt     time.Time
+	nriConnected bool
+	nriSince     time.Time
+	lastSyncLoop time.Time
+	syncNow      chan struct{}
+}
+
+// Run runs the daemon until ctx is done. It returns an error wrapping
+// ErrConfig when the policy is invalid at start.
+func (d *Daemon) Run(ctx context.Context) error {
+	log := d.Log
+	p, err := policy.Load(d.ConfigPath)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	for _, w := range p.Check() {
+		log.Warn("policy warning", "warning", w.String())
+	}
+	store, err := cache.Open(p, nil)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	d.store.Store(store)
+	ix, errs := store.LoadIndex()
+	for _, e := range errs {
+		if cache.IsNoData(e) {
+			log.Info("no cached trust data yet; will sync", "error", e.Error())
+		} else {
+			log.Warn("cached trust data not usable", "error", e.Error())
+		}
+	}
+	d.ctrd = &Containerd{Address: p.Daemon.ContainerdAddress, Namespace: p.Daemon.ContainerdNamespace}
+	defer d.ctrd.Close()
+	mc := &ManifestCache{Dir: filepath.Join(p.Daemon.CacheDir, "manifests")}
+	d.engine = &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{d.ctrd, mc}, Cache: mc}}
+	d.engine.Swap(&Snapshot{Policy: p, Index: ix})
+	d.policyLoaded = time.Now()
+	log.Info("policy loaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules), "sources", len(p.Sources))
+
+	d.control = &ControlServer{Engine: d.engine, Status: func(ctx context.Context) any { return d.Status(ctx) }, Sync: d.syncRequest}
+	if err := d.control.Listen(p.Daemon.ControlSocket); err != nil {
+		return err
+	}
+	defer d.control.Close()
+	go func() {
+		if err := d.control.Serve(); err != nil {
+			log.Error("control socket stopped", "error", err.Error())
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.syncNow = make(chan struct{}, 1)
+	go d.syncLoop(ctx)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	nriUp := make(chan struct{}, 1)
+	go d.nriLoop(ctx, p.Daemon.NRISocket, nriUp)
+	select {
+	case <-nriUp:
+	case <-ctx.Done():
+		return nil
+	}
+	if v, err := d.ctrd.Version(ctx); err == nil {
+		log.Info("connected to containerd", "version", v, "address", p.Daemon.ContainerdAddress)
+	} else {
+		log.Warn("containerd's API is not reachable; decisions use NRI facts and trustd's manifest cache only", "error", err.Error())
+	}
+	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	log.Info("trustd ready", "nri_socket", p.Daemon.NRISocket, "control_socket", p.Daemon.ControlSocket)
+	go d.watchdog(ctx)
+
+	for {
+		select {
+		case <-ctx.Done():
+			sddaemon.SdNotify(false, sddaemon.SdNotifyStopping)
+			log.Info("trustd stopping")
+			return nil
+		case <-hup:
+			d.Reload()
+		}
+	}
+}
+
+// Reload re-reads the policy file. A policy that does not parse and
+// validate completely is rejected and the last good one stays in force.
+func (d *Daemon) Reload() {
+	sddaemon.SdNotify(false, sddaemon.SdNotifyReloading+"\nMONOTONIC_USEC="+sddaemon.SdNotifyMonotonicUsec())
+	defer sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
+	fail := func(err error) {
+		d.mu.Lock()
+		d.reloadErr, d.reloadAt = err.Error(), time.Now()
+		d.mu.Unlock()
+		d.Log.Error("policy reload rejected; keeping the last good policy", "file", d.ConfigPath, "error", err.Error())
+	}
+	p, err := policy.Load(d.ConfigPath)
+	if err != nil {
+		fail(err)
+		return
+	}
+	store, err := cache.Open(p, nil)
+	if err != nil {
+		fail(err)
+		return
+	}
+	ix, _ := store.LoadIndex()
+	d.store.Store(store)
+	d.engine.Swap(&Snapshot{Policy: p, Index: ix})
+	d.mu.Lock()
+	d.reloadErr, d.reloadAt, d.policyLoaded = "", time.Now(), time.Now()
+	d.mu.Unlock()
+	for _, w := range p.Check() {
+		d.Log.Warn("policy warning", "warning", w.String())
+	}
+	d.Log.Info("policy reloaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules))
+	d.trigger()
+}
+
+func (d *Daemon) trigger() {
+	select {
+	case d.syncNow <- struct{}{}:
+	default:
+	}
+}
+
+// nriLoop keeps the plugin registered: it (re)connects with back-off
+// whenever the connection is down (containerd restarted).
+func (d *Daemon) nriLoop(ctx context.Context, socket string, up chan<- struct{}) {
+	pl := &NRIPlugin{Engine: d.engine, Images: d.ctrd, Log: d.Log, OnSynchronize: d.onSynchronize}
+	backoff := 200 * time.Millisecond
+	first := true
+	for ctx.Err() == nil {
+		closed := make(chan struct{})
+		var once sync.Once
+		s, err := pl.NewStub(socket, func() { once.Do(func() { close(closed) }) })
+		if err == nil {
+			err = s.Start(ctx)
+		}
+		if err != nil {
+			if first || backoff >= 5*time.Second {
+				d.Log.Warn("cannot register with NRI; retrying", "socket", socket, "error", err.Error())
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = 200 * time.Millisecond
+		d.setNRI(true)
+		d.Log.Info("registered with NRI", "plugin", PluginName, "socket", socket, "runtime_nri", s.RuntimeNRIVersion())
+		if first {
+			up <- struct{}{}
+			first = false
+		}
+		select {
+		case <-ctx.Done():
+			s.Stop()
+			return
+		case <-closed:
+			s.Stop()
+			d.setNRI(false)
+			d.ctrd.Close() // containerd likely restarted: reconnect the API too
+			d.Log.Warn("NRI connection closed; reconnecting")
+		}
+	}
+}
+
+func (d *Daemon) setNRI(up bool) {
+	d.mu.Lock()
+	d.nriConnected, d.nriSince = up, time.Now()
+	d.mu.Unlock()
+}
+
+// onSynchronize judges every running container at (re)connection and
+// reports those that would be denied now.
+func (d *Daemon) onSynchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) {
+	byID := map[string]*api.PodSandbox{}
+	for _, p := range pods {
+		byID[p.GetId()] = p
+	}
+	pl := &NRIPlugin{Engine: d.engine, Images: d.ctrd, Log: d.Log}
+	denied := 0
+	for _, c := range ctrs {
+		pod := byID[c.GetPodSandboxId()]
+		f, err := pl.ContainerFacts(ctx, pod, c)
+		if err != nil {
+			d.Log.Warn("running container could not be judged", "container", c.GetName(), "pod", pod.GetName(), "error", err.Error())
+			continue
+		}
+		dec := d.engine.Decide(ctx, f, Context{Pod: pod.GetName(), Container: c.GetName(), Via: "synchronize"})
+		if !dec.Allowed {
+			denied++
+		}
+	}
+	d.Log.Info("synchronized with runtime", "containers", len(ctrs), "would_be_denied", denied)
+}
+
+// syncLoop refreshes every source now and then every refresh interval
+// (with ±10% jitter); a request on syncNow triggers a round at once.
+func (d *Daemon) syncLoop(ctx context.Context) {
+	for {
+		d.syncRound(ctx)
+		s := d.engine.Snapshot()
+		interval := s.Policy.Daemon.Refresh
+		if interval <= 0 {
+			interval = 5 * time.Minute
+		}
+		jitter := time.Duration(float64(interval) * (0.9 + 0.2*rand.Float64()))
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.syncNow:
+		case <-time.After(jitter):
+		}
+	}
+}
+
+func (d *Daemon) syncRound(ctx context.Context) []SyncResult {
+	store := d.store.Load()
+	out := syncStore(ctx, store, func(si *verify.SourceIndex) {
+		if d.store.Load() == store { // not replaced by a reload meanwhile
+			d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
+		}
+	})
+	for _, r := range out {
+		switch {
+		case !r.OK:
+			d.Log.Warn("sync failed; keeping cached trust data", "source", r.Source, "error", r.Error)
+		case r.Changed:
+			d.Log.Info("trust data updated", "source", r.Source, "summary", r.Summary)
+		}
+	}
+	d.mu.Lock()
+	d.lastSyncLoop = time.Now()
+	d.mu.Unlock()
+	return out
+}
+
+// syncRequest runs a sync round now (for `trustd sync` with a running
+// daemon) and returns one report per source.
+func (d *Daemon) syncRequest(ctx context.Context) any {
+	return d.syncRound(ctx)
+}
+
+// watchdog pings systemd's watchdog only while the decision path answers
+// and the sync loop is alive.
+func (d *Daemon) watchdog(ctx context.Context) {
+	interval, err := sddaemon.SdWatchdogEnabled(false)
+	if err != nil || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := d.healthy(); err != nil {
+			d.Log.Error("unhealthy; withholding watchdog ping", "error", err.Error())
+			continue
+		}
+		sddaemon.SdNotify(false, sddaemon.SdNotifyWatchdog)
+	}
+}
+
+func (d *Daemon) healthy() error {
+	s := d.engine.Snapshot()
+	if s == nil || s.Policy == nil {
+		return errors.New("no policy loaded")
+	}
+	// The decision path must answer from memory.
+	if dec := verify.Decide(s.Policy, s.Index, verify.Facts{Subject: verify.SubjectCheck, Image: "trustd.invalid/watchdog/probe:1"}, time.Now()); dec.Reason == "" {
+		return errors.New("decision path gave no reason")
+	}
+	d.mu.Lock()
+	last := d.lastSyncLoop
+	d.mu.Unlock()
+	limit := 2*s.Policy.Daemon.Refresh + 6*time.Minute
+	if !last.IsZero() && time.Since(last) > limit {
+		return fmt.Errorf("sync loop has not completed a round for %s", time.Since(last).Round(time.Second))
+	}
+	return nil
+}
+
+// DaemonStatus is what `trustd status` shows of a running daemon.
+type DaemonStatus struct {
+	Policy        string          `json:"policy"`
+	Mode          string          `json:"mode"`
+	PolicyLoaded  time.Time       `json:"policy_loaded"`
+	ReloadError   string          `json:"reload_error,omitempty"`
+	ReloadAt      time.Time       `json:"reload_at,omitzero"`
+	NRIConnected  bool            `json:"nri_connected"`
+	NRISince      time.Time       `json:"nri_since,omitzero"`
+	Containerd    string          `json:"containerd_version,omitempty"`
+	ContainerdErr string          `json:"containerd_error,omitempty"`
+	Sources       []*SourceStatus `json:"sources"`
+}
+
+// SourceStatus is one source's state in the status.
+type SourceStatus struct {
+	cache.Status
+	Loaded       string    `json:"loaded,omitempty"`
+	LoadError    string    `json:"load_error,omitempty"`
+	Repositories int       `json:"repositories"`
+	Tags         int       `json:"tags"`
+	Expires      time.Time `json:"expires,omitzero"`
+	ExpiresRole  string    `json:"expires_role,omitempty"`
+	Expired      bool      `json:"expired"`
+}
+
+// Status reports the daemon's state.
+func (d *Daemon) Status(ctx context.Context) *DaemonStatus {
+	s := d.engine.Snapshot()
+	d.mu.Lock()
+	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince}
+	d.mu.Unlock()
+	if v, err := d.ctrd.Version(ctx); err == nil {
+		st.Containerd = v
+	} else {
+		st.ContainerdErr = err.Error()
+	}
+	st.Sources = SourceStatuses(d.store.Load(), s.Index, time.Now())
+	return st
+}
+
+// SourceStatuses combines the cache's recorded sync status with the
+// loaded index of each source.
+func SourceStatuses(store *cache.Store, ix *verify.Index, now time.Time) []*SourceStatus {
+	var out []*SourceStatus
+	for _, cs := range store.Statuses() {
+		ss := &SourceStatus{Status: *cs}
+		if si := ix.Source(cs.Source); si != nil {
+			if si.Err != nil {
+				ss.LoadError = si.Err.Error()
+			}
+			ss.Loaded = si.Version
+			for _, r := range si.Repos {
+				ss.Repositories++
+				ss.Tags += len(r.Tags)
+				if ss.Expires.IsZero() || r.Expires.Before(ss.Expires) {
+					ss.Expires, ss.ExpiresRole = r.Expires, r.ExpiresRole
+				}
+			}
+			ss.Expired = !ss.Expires.IsZero() && now.After(ss.Expires)
+		}
+		out = append(out, ss)
+	}
+	return out
+}

@@ -1,0 +1,140 @@
+// Package plugin connects trustd's decisions to containerd: the NRI plugin
+// that validates every container creation (fail-closed through NRI's
+// default validator), the image verifier executable that gates pulls, the
+// control socket, and the daemon that runs them with background syncs.
+//
+// Decisions never touch the network: they read an immutable Snapshot
+// (policy + trust index) held in an atomic pointer and swapped whole after
+// each verified sync or policy reload.
+package plugin
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+)
+
+// Snapshot is what decisions are made from. It is immutable.
+type Snapshot struct {
+	Policy *policy.Policy
+	Index  *verify.Index
+}
+
+// Engine makes decisions from the current Snapshot and logs each one. It
+// is safe for concurrent use; Swap replaces the snapshot atomically with
+// respect to decisions in flight (each decision sees one whole snapshot).
+type Engine struct {
+	snap atomic.Pointer[Snapshot]
+	// Resolver resolves signed digests to the configs they cover; nil
+	// means only digests are compared.
+	Resolver *Resolver
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	Log *slog.Logger
+	// OnDecision, if set, is called after every decision (metrics).
+	OnDecision func(f verify.Facts, d verify.Decision, took time.Duration)
+}
+
+// Swap installs a new snapshot.
+func (e *Engine) Swap(s *Snapshot) { e.snap.Store(s) }
+
+// Snapshot returns the current snapshot (nil before the first Swap).
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// SwapIndex replaces only the trust index, keeping the policy.
+func (e *Engine) SwapIndex(update func(*verify.Index) *verify.Index) {
+	for {
+		old := e.snap.Load()
+		if old == nil {
+			return
+		}
+		n := &Snapshot{Policy: old.Policy, Index: update(old.Index)}
+		if e.snap.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// Context is what is logged about the object of a decision besides the
+// facts themselves.
+type Context struct {
+	Pod       string
+	Container string
+	Via       string // "nri", "verifier", "event", "cli"
+}
+
+// Decide judges f against the current snapshot. Content lookups (to match
+// a config digest to a signed manifest) happen only when the digests alone
+// do not allow the image.
+func (e *Engine) Decide(ctx context.Context, f verify.Facts, c Context) verify.Decision {
+	start := time.Now()
+	now := start
+	if e.Now != nil {
+		now = e.Now()
+	}
+	s := e.snap.Load()
+	var d verify.Decision
+	if s == nil {
+		d = verify.Decide(nil, nil, f, now)
+	} else {
+		d = verify.Decide(s.Policy, s.Index, f, now)
+		if (!d.Allowed || d.Audit) && e.Resolver != nil {
+			if need := verify.Needed(s.Policy, s.Index, f); len(need) > 0 {
+				f.Covers = make(map[digest.Digest][]digest.Digest, len(need))
+				for _, dg := range need {
+					if cov, ok := e.Resolver.Covers(ctx, dg); ok {
+						f.Covers[dg] = cov
+					}
+				}
+				d = verify.Decide(s.Policy, s.Index, f, now)
+			}
+		}
+	}
+	took := time.Since(start)
+	e.log(f, d, c, took)
+	if e.OnDecision != nil {
+		e.OnDecision(f, d, took)
+	}
+	return d
+}
+
+func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Duration) {
+	if e.Log == nil {
+		return
+	}
+	verdict := "deny"
+	switch {
+	case d.Audit:
+		verdict = "audit"
+	case d.Allowed:
+		verdict = "allow"
+	}
+	level := slog.LevelInfo
+	if verdict != "allow" {
+		level = slog.LevelWarn
+	}
+	attrs := []slog.Attr{
+		slog.String("decision", verdict),
+		slog.String("image", d.Image),
+		slog.String("requested", f.Image),
+		slog.String("digest", string(d.Digest)),
+		slog.String("config_digest", string(f.ConfigDigest)),
+		slog.String("signed_digest", string(d.SignedDigest)),
+		slog.String("rule", d.Rule),
+		slog.String("source", d.Source),
+		slog.Any("signers", d.Signers),
+		slog.String("reason", d.Reason),
+		slog.String("via", c.Via),
+		slog.Duration("took", took),
+	}
+	if f.Subject == verify.SubjectContainer {
+		attrs = append(attrs, slog.String("namespace", f.Namespace), slog.String("pod", c.Pod), slog.String("container", c.Container))
+	}
+	e.Log.LogAttrs(context.Background(), level, "decision", attrs...)
+}

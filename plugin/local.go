@@ -1,0 +1,96 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+)
+
+// Local is trustd without a daemon: the policy and the cache loaded into
+// this process, for the command line and for the verifier when no daemon
+// answers. It never touches the network unless Sync is called.
+type Local struct {
+	Policy *policy.Policy
+	Store  *cache.Store
+	Engine *Engine
+	// LoadErrors lists sources whose cached data could not be used.
+	LoadErrors []error
+}
+
+// LoadPolicy loads and validates the policy file; its errors wrap ErrConfig.
+func LoadPolicy(path string) (*policy.Policy, error) {
+	p, err := policy.Load(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	return p, nil
+}
+
+// OpenLocal loads the policy and verifies the cache offline.
+func OpenLocal(configPath string, log *slog.Logger) (*Local, error) {
+	p, err := LoadPolicy(configPath)
+	if err != nil {
+		return nil, err
+	}
+	return OpenLocalPolicy(p, log)
+}
+
+// OpenLocalPolicy is OpenLocal for an already loaded policy.
+func OpenLocalPolicy(p *policy.Policy, log *slog.Logger) (*Local, error) {
+	store, err := cache.Open(p, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	ix, errs := store.LoadIndex()
+	mc := &ManifestCache{Dir: filepath.Join(p.Daemon.CacheDir, "manifests")}
+	e := &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{mc}}}
+	e.Swap(&Snapshot{Policy: p, Index: ix})
+	return &Local{Policy: p, Store: store, Engine: e, LoadErrors: errs}, nil
+}
+
+// Decide decides from the local snapshot.
+func (l *Local) Decide(ctx context.Context, f verify.Facts) (verify.Decision, error) {
+	return l.Engine.Decide(ctx, f, Context{Via: "local"}), nil
+}
+
+// SyncResult is one source's outcome of Local.Sync.
+type SyncResult struct {
+	Source  string `json:"source"`
+	OK      bool   `json:"ok"`
+	Changed bool   `json:"changed"`
+	Summary string `json:"summary,omitempty"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Sync refreshes every source from the network now.
+func (l *Local) Sync(ctx context.Context) []SyncResult {
+	return syncStore(ctx, l.Store, func(si *verify.SourceIndex) {
+		l.Engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
+	})
+}
+
+// syncStore syncs every source of store in turn; installed is called with
+// each source's new index after a successful sync.
+func syncStore(ctx context.Context, store *cache.Store, installed func(*verify.SourceIndex)) []SyncResult {
+	var out []SyncResult
+	for _, src := range store.Sources() {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		res, err := store.SyncSource(sctx, src, time.Now())
+		cancel()
+		r := SyncResult{Source: src.Name()}
+		if err != nil {
+			r.Error = err.Error()
+		} else {
+			r.OK, r.Changed, r.Summary = true, res.Changed, res.Summary
+			installed(res.Index)
+		}
+		out = append(out, r)
+	}
+	return out
+}

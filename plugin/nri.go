@@ -1,0 +1,137 @@
+package plugin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/containerd/nri/pkg/api"
+	nrilog "github.com/containerd/nri/pkg/log"
+	"github.com/containerd/nri/pkg/stub"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/verify"
+)
+
+// Annotations set by containerd's CRI plugin on every container.
+const (
+	AnnotationImageName = "io.kubernetes.cri.image-name"
+	AnnotationNamespace = "io.kubernetes.cri.sandbox-namespace"
+)
+
+// PluginName is the name trustd registers with NRI; containerd's default
+// validator must list it in required_plugins for enforcement to fail closed.
+const PluginName = "trustd"
+
+// ImageStore looks up an image by name in containerd's image store and
+// returns its manifest (or index) digest and its config digest for this
+// platform. It supplies the facts when NRI does not (containerd < 2.4).
+type ImageStore interface {
+	ImageFacts(ctx context.Context, name string) (dgst, config digest.Digest, err error)
+}
+
+// NRIPlugin validates container creations. Its ValidateContainerAdjustment
+// returns an error (rejecting the creation) for every image that is not
+// allowed; containerd's NRI fails closed on that error and on a timeout.
+type NRIPlugin struct {
+	Engine *Engine
+	Images ImageStore
+	Log    *slog.Logger
+	// OnSynchronize, if set, is called with the containers running when
+	// the plugin (re)connects.
+	OnSynchronize func(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container)
+}
+
+// ContainerFacts gathers the facts about a container from NRI's message,
+// falling back to containerd's image store for what NRI leaves out.
+func (p *NRIPlugin) ContainerFacts(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (verify.Facts, error) {
+	f := verify.Facts{Subject: verify.SubjectContainer}
+	if pod != nil {
+		f.Namespace = pod.GetNamespace()
+	}
+	if f.Namespace == "" {
+		f.Namespace = ctr.GetAnnotations()[AnnotationNamespace]
+	}
+	img := ctr.GetImage()
+	f.Image = ctr.GetAnnotations()[AnnotationImageName]
+	if f.Image == "" {
+		f.Image = img.GetName()
+	}
+	if f.Image == "" {
+		return f, fmt.Errorf("container %s has no image reference (no %s annotation and no image in the NRI message)", ctr.GetName(), AnnotationImageName)
+	}
+	if img != nil && img.GetConfigDigest() != "" {
+		f.ConfigDigest = digest.Digest(img.GetConfigDigest())
+		f.Digest = digest.Digest(img.GetDigest())
+		if err := f.ConfigDigest.Validate(); err != nil {
+			return f, fmt.Errorf("container %s: invalid image config digest from runtime: %w", ctr.GetName(), err)
+		}
+		if f.Digest != "" && f.Digest.Validate() != nil {
+			f.Digest = ""
+		}
+		return f, nil
+	}
+	if p.Images == nil {
+		return f, fmt.Errorf("container %s: the runtime gave no image digest and no image store is connected", ctr.GetName())
+	}
+	dg, cfg, err := p.Images.ImageFacts(ctx, f.Image)
+	if err != nil {
+		return f, fmt.Errorf("container %s: looking up image %s in containerd's store: %w", ctr.GetName(), f.Image, err)
+	}
+	f.Digest, f.ConfigDigest = dg, cfg
+	return f, nil
+}
+
+// ValidateContainerAdjustment implements NRI's validation hook: the
+// decision point, since NRI fails closed on its errors and time-outs.
+func (p *NRIPlugin) ValidateContainerAdjustment(ctx context.Context, req *api.ValidateContainerAdjustmentRequest) error {
+	ctr := req.GetContainer()
+	c := Context{Pod: req.GetPod().GetName(), Container: ctr.GetName(), Via: "nri"}
+	f, err := p.ContainerFacts(ctx, req.GetPod(), ctr)
+	if err != nil {
+		d := verify.Decision{Image: f.Image, Requested: f.Image, Namespace: f.Namespace, Signers: []string{}, Reason: "could not gather the image's facts: " + err.Error()}
+		p.Engine.log(f, d, c, 0)
+		return d.Err()
+	}
+	return p.Engine.Decide(ctx, f, c).Err()
+}
+
+// Synchronize implements NRI's synchronisation at (re)connection.
+func (p *NRIPlugin) Synchronize(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container) ([]*api.ContainerUpdate, error) {
+	if p.OnSynchronize != nil {
+		p.OnSynchronize(ctx, pods, ctrs)
+	}
+	return nil, nil
+}
+
+// NewStub returns an NRI stub for the plugin, connected to socket.
+func (p *NRIPlugin) NewStub(socket string, onClose func()) (stub.Stub, error) {
+	opts := []stub.Option{
+		stub.WithPluginName(PluginName),
+		stub.WithPluginIdx("50"),
+		stub.WithSocketPath(socket),
+		stub.WithLogger(slogNRI{p.Log}),
+	}
+	if onClose != nil {
+		opts = append(opts, stub.WithOnClose(onClose))
+	}
+	return stub.New(p, opts...)
+}
+
+// slogNRI adapts slog to NRI's logger interface.
+type slogNRI struct{ l *slog.Logger }
+
+var _ nrilog.Logger = slogNRI{}
+
+func (s slogNRI) Debugf(ctx context.Context, format string, args ...any) {
+	s.l.Debug(fmt.Sprintf(format, args...), "component", "nri")
+}
+func (s slogNRI) Infof(ctx context.Context, format string, args ...any) {
+	s.l.Info(fmt.Sprintf(format, args...), "component", "nri")
+}
+func (s slogNRI) Warnf(ctx context.Context, format string, args ...any) {
+	s.l.Warn(fmt.Sprintf(format, args...), "component", "nri")
+}
+func (s slogNRI) Errorf(ctx context.Context, format string, args ...any) {
+	s.l.Error(fmt.Sprintf(format, args...), "component", "nri")
+}

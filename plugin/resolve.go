@@ -1,0 +1,183 @@
+package plugin
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/cache"
+)
+
+// maxManifestSize bounds a manifest or index read from any source.
+const maxManifestSize = 4 << 20
+
+// BlobReader reads content-addressed bytes by digest. Implementations need
+// not verify the digest: the Resolver does.
+type BlobReader interface {
+	ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error)
+}
+
+// ManifestCache is trustd's own content-addressed store of signed
+// manifests and indexes, under the cache directory. Because an entry is
+// stored under the hash of its bytes, any copy of the bytes is as good as
+// another: it is filled from containerd's content store whenever a signed
+// manifest is seen there, so that a later side-loaded copy of the same
+// image (a new manifest, the same config) can still be matched offline.
+type ManifestCache struct{ Dir string }
+
+func (m *ManifestCache) path(d digest.Digest) string {
+	return filepath.Join(m.Dir, d.Algorithm().String(), d.Encoded())
+}
+
+// ReadBlob implements BlobReader.
+func (m *ManifestCache) ReadBlob(_ context.Context, d digest.Digest) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(m.path(d))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// Put stores data under d after checking that d is its digest.
+func (m *ManifestCache) Put(d digest.Digest, data []byte) error {
+	if err := d.Validate(); err != nil {
+		return err
+	}
+	if d.Algorithm().FromBytes(data) != d {
+		return fmt.Errorf("manifest cache: content does not match %s", d)
+	}
+	p := m.path(d)
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	return cache.WriteFileAtomic(p, data, 0o600)
+}
+
+// Resolver finds what a signed manifest or index digest covers: itself,
+// its platform manifests and their config digests. Results are memoised
+// (content-addressed data never changes); it is safe for concurrent use.
+type Resolver struct {
+	// Readers are consulted in order (containerd's content store, then the
+	// manifest cache).
+	Readers []BlobReader
+	// Cache, if set, receives every signed manifest or index that was read
+	// from another reader.
+	Cache *ManifestCache
+
+	mu   sync.Mutex
+	memo map[digest.Digest][]digest.Digest
+}
+
+const maxMemo = 1 << 16
+
+// Covers returns the digests covered by d, or ok=false when d's content is
+// not available from any reader.
+func (r *Resolver) Covers(ctx context.Context, d digest.Digest) ([]digest.Digest, bool) {
+	r.mu.Lock()
+	c, ok := r.memo[d]
+	r.mu.Unlock()
+	if ok {
+		return c, true
+	}
+	data, err := r.read(ctx, d, true)
+	if err != nil {
+		return nil, false
+	}
+	covers := []digest.Digest{d}
+	kids, cfg, err := parseManifest(data)
+	if err != nil {
+		return nil, false
+	}
+	if cfg != "" {
+		covers = append(covers, cfg)
+	}
+	complete := true
+	for _, k := range kids {
+		covers = append(covers, k)
+		kd, err := r.read(ctx, k, true)
+		if err != nil {
+			complete = false // a platform not pulled here: fine, but don't memoise
+			continue
+		}
+		if _, kcfg, err := parseManifest(kd); err == nil && kcfg != "" {
+			covers = append(covers, kcfg)
+		}
+	}
+	if complete {
+		r.mu.Lock()
+		if r.memo == nil || len(r.memo) >= maxMemo {
+			r.memo = map[digest.Digest][]digest.Digest{}
+		}
+		r.memo[d] = covers
+		r.mu.Unlock()
+	}
+	return covers, true
+}
+
+func (r *Resolver) read(ctx context.Context, d digest.Digest, keep bool) ([]byte, error) {
+	if err := d.Validate(); err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, rd := range r.Readers {
+		b, err := rd.ReadBlob(ctx, d)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(b) > maxManifestSize || d.Algorithm().FromBytes(b) != d {
+			errs = append(errs, fmt.Errorf("content of %s does not match its digest", d))
+			continue
+		}
+		if keep && r.Cache != nil {
+			if _, isCache := rd.(*ManifestCache); !isCache {
+				_ = r.Cache.Put(d, b)
+			}
+		}
+		return b, nil
+	}
+	if len(errs) == 0 {
+		return nil, fmt.Errorf("%s: no content source", d)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// parseManifest returns an index's manifest digests or a manifest's config
+// digest.
+func parseManifest(b []byte) (kids []digest.Digest, config digest.Digest, err error) {
+	var m struct {
+		Manifests []struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"manifests"`
+		Config *struct {
+			Digest digest.Digest `json:"digest"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, "", fmt.Errorf("not a manifest: %w", err)
+	}
+	for _, k := range m.Manifests {
+		if k.Digest.Validate() == nil {
+			kids = append(kids, k.Digest)
+		}
+	}
+	if m.Config != nil && m.Config.Digest.Validate() == nil {
+		config = m.Config.Digest
+	}
+	if len(kids) == 0 && config == "" {
+		return nil, "", errors.New("neither a manifest nor an index")
+	}
+	return kids, config, nil
+}

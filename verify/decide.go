@@ -1,0 +1,485 @@
+package verify
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/policy"
+)
+
+// DefaultNotarySigners are the roles whose signatures count for a Notary
+// source when a rule names none: Docker's order, delegation first.
+var DefaultNotarySigners = []string{"targets/releases", "targets"}
+
+// ErrDenied is matched (errors.Is) by every *DeniedError.
+var ErrDenied = errors.New("trustd: image denied")
+
+// DeniedError carries the Decision that denied an image. Its text is the
+// decision's full, human-readable message.
+type DeniedError struct{ Decision Decision }
+
+func (e *DeniedError) Error() string { return e.Decision.Message() }
+
+// Is reports whether target is ErrDenied.
+func (e *DeniedError) Is(target error) bool { return target == ErrDenied }
+
+// Subject says what kind of event is being judged; it decides how the
+// namespace is used.
+type Subject int
+
+const (
+	// SubjectCheck is a check with no pod (a CLI `verify` without
+	// --namespace, an archive, an image event): like a pull, the image is
+	// allowed when some namespace would allow it.
+	SubjectCheck Subject = iota
+	// SubjectPull is an image pull: the namespace that will run it is not
+	// known yet, so the image is allowed when some namespace would allow it.
+	// Creation (SubjectContainer) is the guarantee.
+	SubjectPull
+	// SubjectContainer is a container being created in a pod of Namespace.
+	SubjectContainer
+)
+
+// Facts are what is known about the image being judged. They are gathered
+// (from NRI, containerd's store, an archive or the command line) before
+// Decide is called; Decide itself does no I/O.
+type Facts struct {
+	Subject Subject
+	// Image is the reference that was asked for: name[:tag][@digest].
+	Image string
+	// Namespace is the pod's Kubernetes namespace (SubjectContainer only).
+	Namespace string
+	// Digest is the manifest or index digest of the image being judged
+	// (the digest pulled, or the runtime's image digest); may be empty.
+	Digest digest.Digest
+	// ConfigDigest is the image's config digest (its image ID); when set it
+	// is the identity that is judged, since equal configs are equal images.
+	ConfigDigest digest.Digest
+	// Covers maps a signed manifest or index digest to the digests its
+	// content covers (platform manifests and config digests), resolved from
+	// content-addressed data. A missing entry means "not known".
+	Covers map[digest.Digest][]digest.Digest
+}
+
+// Decision is the verdict on one image, with everything needed to explain it.
+type Decision struct {
+	// Image is the normalised reference judged (after mirror rewriting).
+	Image string `json:"image"`
+	// Requested is the reference as it was asked for.
+	Requested string `json:"requested,omitempty"`
+	// Digest is the digest judged, or the signed digest when only a tag was
+	// asked about.
+	Digest digest.Digest `json:"digest,omitempty"`
+	// ConfigDigest is the config digest judged, if any.
+	ConfigDigest digest.Digest `json:"config_digest,omitempty"`
+	// SignedDigest is the digest the trust data binds the tag to, if any.
+	SignedDigest digest.Digest `json:"signed_digest,omitempty"`
+	Allowed      bool          `json:"allowed"`
+	// Audit is true when the image would have been denied but the rule's
+	// mode is audit: Allowed is then true.
+	Audit bool `json:"audit,omitempty"`
+	// Rule describes the rule that decided ("" when none matched).
+	Rule      string   `json:"rule"`
+	Source    string   `json:"source,omitempty"`
+	Signers   []string `json:"signers"`
+	Threshold int      `json:"threshold,omitempty"`
+	Namespace string   `json:"namespace,omitempty"`
+	Reason    string   `json:"reason"`
+}
+
+// Message is the decision as one line for a person: for a denial it names
+// the image, the digest, the rule and why.
+func (d Decision) Message() string {
+	var b strings.Builder
+	switch {
+	case d.Audit:
+		b.WriteString("trustd: audit: would deny ")
+	case d.Allowed:
+		b.WriteString("trustd: allowed ")
+	default:
+		b.WriteString("trustd: denied ")
+	}
+	b.WriteString(d.Image)
+	switch {
+	case d.ConfigDigest != "":
+		fmt.Fprintf(&b, " (config %s)", d.ConfigDigest)
+	case d.Digest != "":
+		fmt.Fprintf(&b, " (%s)", d.Digest)
+	}
+	if d.Namespace != "" {
+		fmt.Fprintf(&b, " in namespace %s", d.Namespace)
+	}
+	if d.Rule != "" {
+		fmt.Fprintf(&b, " by %s", d.Rule)
+	}
+	if d.Source != "" {
+		fmt.Fprintf(&b, ", source %q", d.Source)
+	}
+	b.WriteString(": ")
+	b.WriteString(d.Reason)
+	return b.String()
+}
+
+// Err returns nil for an allowed image and a *DeniedError otherwise.
+func (d Decision) Err() error {
+	if d.Allowed {
+		return nil
+	}
+	return &DeniedError{Decision: d}
+}
+
+// Decide judges one image: it matches the policy's rules on the normalised
+// (mirror-rewritten) name and checks the trust data of the rule's source.
+// It is pure: no I/O, no clock (now is passed in), no globals; it is safe
+// for concurrent use on shared immutable inputs. A nil policy or index
+// denies.
+func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
+	d := Decision{Requested: f.Image, Image: f.Image, Digest: f.Digest, ConfigDigest: f.ConfigDigest, Signers: []string{}}
+	if f.Subject == SubjectContainer {
+		d.Namespace = f.Namespace
+	}
+	if p == nil {
+		d.Reason = "no policy loaded"
+		return d
+	}
+	ref, err := policy.ParseRef(f.Image)
+	if err != nil {
+		d.Reason = fmt.Sprintf("invalid image reference %q: %v", f.Image, err)
+		return d
+	}
+	repo := p.Origin(ref.Repo)
+	ref.Repo = repo
+	d.Image = ref.String()
+	if p.Mode == policy.ModeOff {
+		d.Allowed = true
+		d.Reason = "policy mode is off"
+		return d
+	}
+	if f.Subject == SubjectContainer {
+		r := p.Match(repo, f.Namespace)
+		if r == nil {
+			d.Reason = fmt.Sprintf("no policy rule matches %s in namespace %s", repo, f.Namespace)
+			return d
+		}
+		return decideRule(p, r, ix, ref, f, d, now)
+	}
+	cands := p.Candidates(repo)
+	if len(cands) == 0 {
+		d.Reason = fmt.Sprintf("no policy rule matches %s", repo)
+		return d
+	}
+	var first Decision
+	for i, r := range cands {
+		v := decideRule(p, r, ix, ref, f, d, now)
+		if v.Allowed {
+			return v
+		}
+		if i == 0 {
+			first = v
+		}
+	}
+	return first
+}
+
+func decideRule(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts, d Decision, now time.Time) Decision {
+	d.Rule = r.String()
+	d = judge(p, r, ix, ref, f, d, now)
+	if !d.Allowed && r.EffectiveMode(p.Mode) == policy.ModeAudit {
+		d.Allowed = true
+		d.Audit = true
+	}
+	if !d.Allowed && r.EffectiveMode(p.Mode) == policy.ModeOff {
+		d.Allowed = true
+		d.Reason = "rule mode is off; would deny: " + d.Reason
+	}
+	return d
+}
+
+func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts, d Decision, now time.Time) Decision {
+	switch r.Action {
+	case policy.ActionAllow:
+		d.Allowed = true
+		d.Reason = "allowed without signature check by the rule"
+		return d
+	case policy.ActionDeny:
+		d.Reason = fmt.Sprintf("the rule denies %s", ref.Repo)
+		return d
+	case policy.ActionVerify:
+	default:
+		d.Reason = fmt.Sprintf("unknown rule action %q", r.Action)
+		return d
+	}
+	d.Source = r.Source
+	si := ix.Source(r.Source)
+	if si == nil {
+		d.Reason = fmt.Sprintf("no trust data from source %q has been loaded", r.Source)
+		return d
+	}
+	if si.Err != nil {
+		d.Reason = fmt.Sprintf("no verified trust data from source %q: %v", r.Source, si.Err)
+		return d
+	}
+	rt := si.Repos[ref.Repo]
+	if rt == nil || len(rt.Tags) == 0 {
+		d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", ref.Repo, r.Source)
+		return d
+	}
+	if !rt.Expires.IsZero() && now.After(rt.Expires) {
+		d.Reason = fmt.Sprintf("trust data for %s expired at %s (role %s); refusing expired trust data", ref.Repo, rt.Expires.UTC().Format(time.RFC3339), rt.ExpiresRole)
+		return d
+	}
+	signers := r.Signers
+	if len(signers) == 0 && si.Kind == "notary" {
+		signers = DefaultNotarySigners
+	}
+	threshold := r.Threshold
+	if threshold < 1 {
+		threshold = 1
+	}
+	d.Threshold = threshold
+
+	if ref.Tag != "" {
+		sd, roles, why := signedDigest(rt, ref.Tag, signers, threshold)
+		if sd == "" {
+			d.Reason = why
+			return d
+		}
+		d.SignedDigest = sd
+		d.Signers = roles
+		return match(d, ref, f, []tagDigest{{ref.Tag, sd, roles}})
+	}
+	// A reference by digest only must be signed under some tag.
+	var cands []tagDigest
+	for _, tag := range rt.SortedTags() {
+		if sd, roles, _ := signedDigest(rt, tag, signers, threshold); sd != "" {
+			cands = append(cands, tagDigest{tag, sd, roles})
+		}
+	}
+	if len(cands) == 0 {
+		d.Reason = fmt.Sprintf("no tag of %s is signed by %s", ref.Repo, describeSigners(signers, threshold))
+		return d
+	}
+	return match(d, ref, f, cands)
+}
+
+type tagDigest struct {
+	tag   string
+	dgst  digest.Digest
+	roles []string
+}
+
+// signedDigest applies the signer rule to one tag: with threshold 1 the
+// first role in signers (or in resolution order when signers is empty) that
+// signed the tag decides its digest, as docker does; with threshold N, N
+// distinct roles among signers must sign the same digest.
+func signedDigest(rt *Repo, tag string, signers []string, threshold int) (digest.Digest, []string, string) {
+	roles := rt.Tags[tag]
+	if len(roles) == 0 {
+		return "", nil, fmt.Sprintf("tag %q of %s is not signed", tag, rt.Name)
+	}
+	order := signers
+	if len(order) == 0 {
+		order = rt.RolesInOrder(tag)
+	}
+	if threshold <= 1 {
+		for _, role := range order {
+			if t, ok := roles[role]; ok {
+				return t.Digest, []string{role}, ""
+			}
+		}
+		return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s (signed only by %s)", tag, rt.Name, describeSigners(signers, threshold), strings.Join(rt.RolesInOrder(tag), ", "))
+	}
+	byDigest := map[digest.Digest][]string{}
+	var digests []digest.Digest
+	for _, role := range order {
+		t, ok := roles[role]
+		if !ok {
+			continue
+		}
+		if _, seen := byDigest[t.Digest]; !seen {
+			digests = append(digests, t.Digest)
+		}
+		byDigest[t.Digest] = append(byDigest[t.Digest], role)
+	}
+	for _, dg := range digests {
+		if len(byDigest[dg]) >= threshold {
+			return dg, byDigest[dg], ""
+		}
+	}
+	var found []string
+	for _, dg := range digests {
+		found = append(found, fmt.Sprintf("%s by %s", dg, strings.Join(byDigest[dg], "+")))
+	}
+	if len(found) == 0 {
+		found = append(found, "no signature from those roles")
+	}
+	return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s with the same digest (found: %s)", tag, rt.Name, describeSigners(signers, threshold), strings.Join(found, "; "))
+}
+
+func describeSigners(signers []string, threshold int) string {
+	if len(signers) == 0 {
+		if threshold > 1 {
+			return fmt.Sprintf("%d roles", threshold)
+		}
+		return "any authorised role"
+	}
+	if threshold > 1 {
+		return fmt.Sprintf("%d of [%s]", threshold, strings.Join(signers, ", "))
+	}
+	return fmt.Sprintf("any of [%s]", strings.Join(signers, ", "))
+}
+
+// match compares the subject of the facts with the signed digests.
+func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
+	covers := func(sd, x digest.Digest) bool {
+		if sd == x {
+			return true
+		}
+		for _, c := range f.Covers[sd] {
+			if c == x {
+				return true
+			}
+		}
+		return false
+	}
+	found := func(pred func(tagDigest) bool) (tagDigest, bool) {
+		for _, c := range cands {
+			if pred(c) {
+				return c, true
+			}
+		}
+		return tagDigest{}, false
+	}
+	allow := func(c tagDigest, how string) Decision {
+		d.Allowed = true
+		d.SignedDigest = c.dgst
+		d.Signers = c.roles
+		if d.Digest == "" {
+			d.Digest = c.dgst
+		}
+		d.Reason = fmt.Sprintf("%s: %s:%s is signed as %s by %s", how, ref.Repo, c.tag, c.dgst, strings.Join(c.roles, ", "))
+		return d
+	}
+	where := func() string {
+		if len(cands) == 1 {
+			return fmt.Sprintf("the signed digest %s of %s:%s (signed by %s)", cands[0].dgst, ref.Repo, cands[0].tag, strings.Join(cands[0].roles, ", "))
+		}
+		return fmt.Sprintf("the signed digest of any of the %d signed tags of %s", len(cands), ref.Repo)
+	}
+
+	// A digest in the reference itself must be the signed one.
+	if ref.Digest != "" {
+		if _, ok := found(func(c tagDigest) bool { return covers(c.dgst, ref.Digest) }); !ok {
+			d.Digest = ref.Digest
+			d.Reason = fmt.Sprintf("requested digest %s is not %s", ref.Digest, where())
+			return d
+		}
+	}
+	switch {
+	case f.ConfigDigest != "":
+		if f.Digest != "" {
+			if c, ok := found(func(c tagDigest) bool { return covers(c.dgst, f.Digest) }); ok {
+				return allow(c, "image digest matches")
+			}
+		}
+		if c, ok := found(func(c tagDigest) bool { return covers(c.dgst, f.ConfigDigest) }); ok {
+			return allow(c, fmt.Sprintf("image config %s matches", f.ConfigDigest))
+		}
+		var unknown []string
+		for _, c := range cands {
+			if _, ok := f.Covers[c.dgst]; !ok {
+				unknown = append(unknown, string(c.dgst))
+			}
+		}
+		if len(unknown) == len(cands) {
+			d.Reason = fmt.Sprintf("image config %s cannot be matched to %s: that manifest is not in containerd's content store or trustd's manifest cache (pull the signed image once)", f.ConfigDigest, where())
+			return d
+		}
+		d.Reason = fmt.Sprintf("image config %s is not the signed image's config: it matches none of %s", f.ConfigDigest, where())
+		return d
+	case f.Digest != "":
+		if c, ok := found(func(c tagDigest) bool { return covers(c.dgst, f.Digest) }); ok {
+			return allow(c, "digest matches")
+		}
+		d.Reason = fmt.Sprintf("digest %s is not %s", f.Digest, where())
+		return d
+	case ref.Digest != "":
+		c, _ := found(func(c tagDigest) bool { return covers(c.dgst, ref.Digest) })
+		return allow(c, "requested digest matches")
+	default:
+		// Only a tag was asked about: report what it is signed as.
+		return allow(cands[0], "signed")
+	}
+}
+
+// SortDigests sorts and de-duplicates ds in place and returns it.
+func SortDigests(ds []digest.Digest) []digest.Digest {
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	out := ds[:0]
+	for i, x := range ds {
+		if i == 0 || x != ds[i-1] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// maxNeeded bounds how many signed digests one decision resolves.
+const maxNeeded = 256
+
+// Needed returns the signed digests whose coverage (Facts.Covers) Decide
+// may consult for these facts: the digests signed for the requested tag,
+// or for every tag when the reference has none, in the sources of the
+// rules that can decide. It is pure, like Decide, and lets a caller do the
+// content lookups (I/O) before the decision.
+func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
+	if p == nil || ix == nil || f.ConfigDigest == "" && f.Digest == "" {
+		return nil
+	}
+	ref, err := policy.ParseRef(f.Image)
+	if err != nil {
+		return nil
+	}
+	repo := p.Origin(ref.Repo)
+	var rules []*policy.Rule
+	if f.Subject == SubjectContainer {
+		if r := p.Match(repo, f.Namespace); r != nil {
+			rules = append(rules, r)
+		}
+	} else {
+		rules = p.Candidates(repo)
+	}
+	seen := map[digest.Digest]bool{}
+	var out []digest.Digest
+	add := func(rts RoleTargets) {
+		for _, t := range rts {
+			if !seen[t.Digest] && len(out) < maxNeeded {
+				seen[t.Digest] = true
+				out = append(out, t.Digest)
+			}
+		}
+	}
+	for _, r := range rules {
+		if r.Action != policy.ActionVerify {
+			continue
+		}
+		si := ix.Source(r.Source)
+		if si == nil || si.Repos[repo] == nil {
+			continue
+		}
+		rt := si.Repos[repo]
+		if ref.Tag != "" {
+			add(rt.Tags[ref.Tag])
+			continue
+		}
+		for _, tag := range rt.SortedTags() {
+			add(rt.Tags[tag])
+		}
+	}
+	return SortDigests(out)
+}

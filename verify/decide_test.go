@@ -1,0 +1,225 @@
+package verify
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/policy"
+)
+
+const testPolicy = `version = 1
+mode = "enforce"
+
+[[source]]
+name = "corp"
+kind = "tuf"
+url = "https://tuf.example.com/"
+root = "root.json"
+repositories = ["registry.example.com/**"]
+
+[[source]]
+name = "hub"
+kind = "notary"
+url = "https://notary.example.com"
+repositories = ["docker.io/**"]
+trust_on_first_use = true
+
+[[rule]]
+images = ["registry.example.com/apps/**"]
+action = "verify"
+source = "corp"
+
+[[rule]]
+images = ["registry.example.com/apps/audited"]
+action = "verify"
+source = "corp"
+mode = "audit"
+
+[[rule]]
+images = ["docker.io/library/*"]
+action = "verify"
+source = "hub"
+
+[[rule]]
+images = ["docker.io/team/*"]
+action = "verify"
+source = "hub"
+signers = ["targets/a", "targets/b"]
+threshold = 2
+
+[[rule]]
+images = ["registry.example.com/dev/**"]
+namespaces = ["dev"]
+action = "allow"
+
+[[rule]]
+images = ["registry.k8s.io/pause"]
+action = "allow"
+
+[[rule]]
+images = ["**"]
+action = "deny"
+`
+
+func dg(s string) digest.Digest { return digest.FromString(s) }
+
+func testIndex(expires time.Time) *Index {
+	corp := &SourceIndex{Name: "corp", Kind: "tuf", Repos: map[string]*Repo{
+		"registry.example.com/apps/web": {
+			Source: "corp", Name: "registry.example.com/apps/web", Expires: expires, ExpiresRole: "timestamp",
+			Tags: map[string]RoleTargets{
+				"1.0": {"targets": {Digest: dg("web-1.0"), Length: 10}},
+				"2.0": {"targets": {Digest: dg("web-2.0"), Length: 10}},
+			},
+		},
+		"registry.example.com/apps/audited": {
+			Source: "corp", Name: "registry.example.com/apps/audited", Expires: expires,
+			Tags: map[string]RoleTargets{"1": {"targets": {Digest: dg("audited-1")}}},
+		},
+	}}
+	hub := &SourceIndex{Name: "hub", Kind: "notary", Repos: map[string]*Repo{
+		"docker.io/library/nginx": {
+			Source: "hub", Name: "docker.io/library/nginx", Expires: expires,
+			Tags: map[string]RoleTargets{
+				"1.25":   {"targets/releases": {Digest: dg("nginx-rel")}, "targets": {Digest: dg("nginx-top")}},
+				"latest": {"targets": {Digest: dg("nginx-latest")}},
+				"other":  {"targets/other": {Digest: dg("nginx-other")}},
+			},
+		},
+		"docker.io/team/app": {
+			Source: "hub", Name: "docker.io/team/app", Expires: expires,
+			Tags: map[string]RoleTargets{
+				"agree":    {"targets/a": {Digest: dg("app-x")}, "targets/b": {Digest: dg("app-x")}},
+				"disagree": {"targets/a": {Digest: dg("app-x")}, "targets/b": {Digest: dg("app-y")}},
+			},
+		},
+	}}
+	return NewIndex(corp, hub)
+}
+
+func TestDecide(t *testing.T) {
+	p, err := policy.Parse("policy.toml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ix := testIndex(now.Add(24 * time.Hour))
+	cfgWeb := dg("config-web-1.0")
+	covers := map[digest.Digest][]digest.Digest{dg("web-1.0"): {dg("web-1.0"), cfgWeb}}
+
+	tests := []struct {
+		name    string
+		facts   Facts
+		now     time.Time
+		allowed bool
+		audit   bool
+		want    []string // fragments of Message()
+	}{
+		{name: "tag only, signed", facts: Facts{Image: "registry.example.com/apps/web:1.0"}, allowed: true, want: []string{"signed", string(dg("web-1.0"))}},
+		{name: "pull of the signed digest", facts: Facts{Subject: SubjectPull, Image: "registry.example.com/apps/web:1.0", Digest: dg("web-1.0")}, allowed: true},
+		{name: "pull of a moved tag", facts: Facts{Subject: SubjectPull, Image: "registry.example.com/apps/web:1.0", Digest: dg("evil")}, want: []string{"trustd: denied", string(dg("evil")), "not the signed digest", string(dg("web-1.0"))}},
+		{name: "unsigned tag", facts: Facts{Subject: SubjectPull, Image: "registry.example.com/apps/web:3.0", Digest: dg("x")}, want: []string{`tag "3.0" of registry.example.com/apps/web is not signed`}},
+		{name: "unsigned repository", facts: Facts{Subject: SubjectPull, Image: "registry.example.com/apps/other:1", Digest: dg("x")}, want: []string{"registry.example.com/apps/other is not signed"}},
+		{name: "container config matches", facts: Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.example.com/apps/web:1.0", ConfigDigest: cfgWeb, Digest: dg("reencoded"), Covers: covers}, allowed: true, want: []string{"image config"}},
+		{name: "container digest matches", facts: Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.example.com/apps/web:1.0", ConfigDigest: dg("cfg?"), Digest: dg("web-1.0")}, allowed: true},
+		{name: "container config differs", facts: Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.example.com/apps/web:1.0", ConfigDigest: dg("cfg-evil"), Covers: covers}, want: []string{string(dg("cfg-evil")), "not the signed", "in namespace default"}},
+		{name: "container config, manifest unknown", facts: Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.example.com/apps/web:1.0", ConfigDigest: dg("cfg")}, want: []string{"cannot be matched"}},
+		{name: "digest-only reference signed under some tag", facts: Facts{Image: "registry.example.com/apps/web@" + string(dg("web-2.0"))}, allowed: true, want: []string{":2.0 is signed"}},
+		{name: "digest-only reference unsigned", facts: Facts{Image: "registry.example.com/apps/web@" + string(dg("nope"))}, want: []string{"is not the signed digest of any of the 2 signed tags"}},
+		{name: "tag and wrong digest", facts: Facts{Image: "registry.example.com/apps/web:1.0@" + string(dg("web-2.0"))}, want: []string{"requested digest"}},
+		{name: "expired", facts: Facts{Image: "registry.example.com/apps/web:1.0"}, now: now.Add(48 * time.Hour), want: []string{"expired at", "timestamp"}},
+		{name: "audit rule", facts: Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.example.com/apps/audited:2", ConfigDigest: dg("c")}, allowed: true, audit: true, want: []string{"trustd: audit: would deny"}},
+		{name: "notary releases first", facts: Facts{Subject: SubjectPull, Image: "nginx:1.25", Digest: dg("nginx-rel")}, allowed: true, want: []string{"targets/releases"}},
+		{name: "notary targets digest shadowed by releases", facts: Facts{Subject: SubjectPull, Image: "nginx:1.25", Digest: dg("nginx-top")}, want: []string{"not the signed digest"}},
+		{name: "notary default tag latest", facts: Facts{Subject: SubjectPull, Image: "nginx", Digest: dg("nginx-latest")}, allowed: true},
+		{name: "notary role not among signers", facts: Facts{Image: "nginx:other"}, want: []string{"is not signed by any of [targets/releases, targets]"}},
+		{name: "threshold 2 agree", facts: Facts{Image: "docker.io/team/app:agree"}, allowed: true, want: []string{"targets/a, targets/b"}},
+		{name: "threshold 2 disagree", facts: Facts{Image: "docker.io/team/app:disagree"}, want: []string{"2 of [targets/a, targets/b]"}},
+		{name: "no rule: catch-all deny", facts: Facts{Image: "quay.io/x/y:1"}, want: []string{"the rule denies quay.io/x/y", "rule #7"}},
+		{name: "allow rule", facts: Facts{Image: "registry.k8s.io/pause:3.10"}, allowed: true},
+		{name: "namespace rule applies in its namespace", facts: Facts{Subject: SubjectContainer, Namespace: "dev", Image: "registry.example.com/dev/tool:1", ConfigDigest: dg("c")}, allowed: true},
+		{name: "namespace rule does not apply elsewhere", facts: Facts{Subject: SubjectContainer, Namespace: "prod", Image: "registry.example.com/dev/tool:1", ConfigDigest: dg("c")}, want: []string{"the rule denies"}},
+		{name: "pull allowed when some namespace allows", facts: Facts{Subject: SubjectPull, Image: "registry.example.com/dev/tool:1", Digest: dg("c")}, allowed: true},
+		{name: "invalid reference", facts: Facts{Image: "UPPER/Case"}, want: []string{"invalid image reference"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			n := tc.now
+			if n.IsZero() {
+				n = now
+			}
+			d := Decide(p, ix, tc.facts, n)
+			if d.Allowed != tc.allowed || d.Audit != tc.audit {
+				t.Fatalf("allowed=%v audit=%v, want %v/%v: %s", d.Allowed, d.Audit, tc.allowed, tc.audit, d.Message())
+			}
+			msg := d.Message()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("message lacks %q:\n%s", w, msg)
+				}
+			}
+			if !d.Allowed && (d.Err() == nil || !strings.Contains(d.Err().Error(), "trustd: denied")) {
+				t.Errorf("a denial must be an error naming it: %v", d.Err())
+			}
+		})
+	}
+}
+
+func TestDecideNoSourceData(t *testing.T) {
+	p, err := policy.Parse("policy.toml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := NewIndex(&SourceIndex{Name: "corp", Kind: "tuf", Err: errString("no trust data cached yet")})
+	d := Decide(p, ix, Facts{Image: "registry.example.com/apps/web:1.0"}, time.Now())
+	if d.Allowed || !strings.Contains(d.Reason, "no trust data cached yet") {
+		t.Fatalf("got %s", d.Message())
+	}
+	if d := Decide(nil, nil, Facts{Image: "x"}, time.Now()); d.Allowed {
+		t.Fatal("nil policy must deny")
+	}
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func TestNeeded(t *testing.T) {
+	p, err := policy.Parse("policy.toml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := testIndex(time.Now().Add(time.Hour))
+	got := Needed(p, ix, Facts{Subject: SubjectContainer, Namespace: "x", Image: "registry.example.com/apps/web:1.0", ConfigDigest: dg("c")})
+	if len(got) != 1 || got[0] != dg("web-1.0") {
+		t.Fatalf("tag: %v", got)
+	}
+	got = Needed(p, ix, Facts{Subject: SubjectContainer, Namespace: "x", Image: "registry.example.com/apps/web@" + string(dg("q")), ConfigDigest: dg("c")})
+	if len(got) != 2 {
+		t.Fatalf("digest only: %v", got)
+	}
+	if got := Needed(p, ix, Facts{Image: "registry.example.com/apps/web:1.0"}); got != nil {
+		t.Fatalf("no subject: %v", got)
+	}
+}
+
+func TestSplitTargetName(t *testing.T) {
+	for _, tc := range []struct{ in, repo, tag string }{
+		{"127.0.0.1:5000/demo/hello:1.0", "127.0.0.1:5000/demo/hello", "1.0"},
+		{"docker.io/library/nginx:1.25", "docker.io/library/nginx", "1.25"},
+		{"nginx:latest", "docker.io/library/nginx", "latest"},
+	} {
+		repo, tag, err := SplitTargetName(tc.in)
+		if err != nil || repo != tc.repo || tag != tc.tag {
+			t.Errorf("%s: %q %q %v", tc.in, repo, tag, err)
+		}
+	}
+	for _, bad := range []string{"127.0.0.1:5000/demo/hello", "noTag:", "a/b"} {
+		if _, _, err := SplitTargetName(bad); err == nil {
+			t.Errorf("%s: want error", bad)
+		}
+	}
+}
