@@ -52,7 +52,9 @@ func newTUF(t *testing.T) (*harness.TUFRepo, *TUFSource, *countingFetcher) {
 	return repo, src, f
 }
 
-func manifest(s string) []byte { return []byte(`{"schemaVersion":2,"config":{"digest":"` + string(digest.FromString(s)) + `"}}`) }
+func manifest(s string) []byte {
+	return []byte(`{"schemaVersion":2,"config":{"digest":"` + string(digest.FromString(s)) + `"}}`)
+}
 
 func TestTUFSyncAndLoad(t *testing.T) {
 	repo, src, f := newTUF(t)
