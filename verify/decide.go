@@ -74,7 +74,7 @@ type Decision struct {
 	Requested string `json:"requested,omitempty"`
 	// Digest is the digest judged, or the signed digest when only a tag was
 	// asked about.
-	Digest digest.Digest `json:"digest,omitempty"`
+	Digest digest.Digest `json:"digest"`
 	// ConfigDigest is the config digest judged, if any.
 	ConfigDigest digest.Digest `json:"config_digest,omitempty"`
 	// SignedDigest is the digest the trust data binds the tag to, if any.
@@ -85,7 +85,7 @@ type Decision struct {
 	Audit bool `json:"audit,omitempty"`
 	// Rule describes the rule that decided ("" when none matched).
 	Rule      string   `json:"rule"`
-	Source    string   `json:"source,omitempty"`
+	Source    string   `json:"source"`
 	Signers   []string `json:"signers"`
 	Threshold int      `json:"threshold,omitempty"`
 	Namespace string   `json:"namespace,omitempty"`
