@@ -1,0 +1,272 @@
+package policy
+
+import (
+	"cmp"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Mode says what trustd does with a denial.
+type Mode string
+
+// The modes. The zero Mode ("") on a Rule means "the global mode".
+const (
+	// ModeEnforce blocks what the policy denies.
+	ModeEnforce Mode = "enforce"
+	// ModeAudit logs what the policy denies and lets it run.
+	ModeAudit Mode = "audit"
+	// ModeOff does not check images at all.
+	ModeOff Mode = "off"
+)
+
+// Action is what a rule does with the images it matches.
+type Action string
+
+// The actions.
+const (
+	// ActionVerify allows an image only if its source's trust data signs
+	// it (see Rule.Signers and Rule.Threshold).
+	ActionVerify Action = "verify"
+	// ActionAllow allows the image without any check.
+	ActionAllow Action = "allow"
+	// ActionDeny denies the image.
+	ActionDeny Action = "deny"
+)
+
+// Policy is a parsed and validated host policy file. Every field is set
+// (defaults applied). A *Policy returned by Parse or Load is immutable and
+// safe for concurrent use; callers must not modify it.
+type Policy struct {
+	File    string // the file name given to Parse, used in positions
+	Version int    // always 1
+	Mode    Mode   // global mode; default "enforce"
+	Daemon  Daemon
+	Sources []*Source // in file order
+	Rules   []*Rule   // in file order; Rules[i].Index == i
+	Mirrors []*Mirror // in file order
+
+	sources map[string]*Source
+	origins []*Mirror // Mirrors, longest From first
+	byScore []*Rule   // Rules, highest maxScore first, then file order
+	modePos Position
+}
+
+// Daemon holds the [daemon] settings, with defaults applied.
+type Daemon struct {
+	CacheDir            string        // default "/var/lib/trustd"
+	Refresh             time.Duration // default 5m; always > 0
+	OfflineGrace        time.Duration // default 0; always >= 0
+	NRISocket           string        // default "/var/run/nri/nri.sock"
+	ContainerdAddress   string        // default "/run/containerd/containerd.sock"
+	ContainerdNamespace string        // default "k8s.io"
+	ControlSocket       string        // default "/run/trustd/trustd.sock"
+	MetricsAddress      string        // default "": no metrics
+}
+
+// Default values of the [daemon] settings.
+const (
+	DefaultCacheDir            = "/var/lib/trustd"
+	DefaultRefresh             = 5 * time.Minute
+	DefaultNRISocket           = "/var/run/nri/nri.sock"
+	DefaultContainerdAddress   = "/run/containerd/containerd.sock"
+	DefaultContainerdNamespace = "k8s.io"
+	DefaultControlSocket       = "/run/trustd/trustd.sock"
+)
+
+// Source kinds.
+const (
+	KindNotary = "notary" // a Notary v1 server (Docker Content Trust)
+	KindTUF    = "tuf"    // a standard TUF repository
+)
+
+// Source is a [[source]]: a server holding trust data for some
+// repositories.
+type Source struct {
+	Pos  Position // of the [[source]] header
+	Name string   // unique, matches ^[a-z0-9][a-z0-9._-]*$
+	Kind string   // KindNotary or KindTUF
+	URL  string   // https, or http for a loopback host
+	// Root is the initial trusted root.json of a tuf source (relative paths
+	// are resolved against the policy file's directory); "" for notary.
+	Root string
+	// Repositories are the repositories the source has trust data for
+	// (never empty).
+	Repositories []Pattern
+	// TrustOnFirstUse: without a pin, trust the first root seen (notary
+	// only; always false for tuf).
+	TrustOnFirstUse bool
+	// OfflineGrace overrides Daemon.OfflineGrace for this source when
+	// non-nil (always >= 0).
+	OfflineGrace *time.Duration
+	// Pins are the [[source.pin]] tables (notary only), in file order.
+	Pins []*Pin
+}
+
+// Pin is a [[source.pin]]: Docker trust pinning for some repositories.
+// Exactly one of RootKeys and CA is set.
+type Pin struct {
+	Pos          Position // of the [[source.pin]] header
+	Repositories []Pattern
+	RootKeys     []string // root key IDs (64 lowercase hex digits); the root must be signed by one
+	CA           string   // CA file the root certificates must chain to (relative paths resolved against the policy file's directory)
+}
+
+// Rule is a [[rule]].
+type Rule struct {
+	Pos        Position // of the [[rule]] header
+	Index      int      // 0-based order in the file
+	Images     []Pattern
+	Namespaces []string // path.Match globs; default ["*"]
+	Action     Action
+	Source     string // the source name; set iff Action == ActionVerify
+	// Signers are the roles whose signatures count. For notary sources the
+	// default is ["targets/releases", "targets"]; for tuf sources nil means
+	// any role that TUF delegation authorises. Always nil unless verify.
+	Signers []string
+	// Threshold is how many distinct signers must sign the same digest
+	// (default 1; 1..len(Signers) when Signers is non-empty; 0 unless
+	// verify).
+	Threshold int
+	Mode      Mode // "" = the global mode
+
+	anyNS    bool // Namespaces contains "*"
+	maxScore int  // score of the most specific pattern in Images
+}
+
+// Mirror is a [[mirror]]: repositories under From are judged as the same
+// path under To. Both are normalised (a registry host alone, or a
+// normalised repository name).
+type Mirror struct {
+	Pos  Position // of the [[mirror]] header
+	From string
+	To   string
+}
+
+// Source returns the source with the given name, or nil.
+func (p *Policy) Source(name string) *Source { return p.sources[name] }
+
+// EffectiveMode returns the rule's mode, or global if the rule has none.
+func (r *Rule) EffectiveMode(global Mode) Mode {
+	if r.Mode != "" {
+		return r.Mode
+	}
+	return global
+}
+
+// String names the rule for people: "rule #N (file:line)", where N is
+// 1-based (rule #1 is Rules[0]) and file is the policy file's base name.
+func (r *Rule) String() string {
+	return "rule #" + strconv.Itoa(r.Index+1) + " (" + filepath.Base(r.Pos.File) + ":" + strconv.Itoa(r.Pos.Line) + ")"
+}
+
+// appliesTo reports whether the rule applies to pods in namespace ns ("":
+// not a CRI pod, only rules for every namespace apply).
+func (r *Rule) appliesTo(ns string) bool {
+	if r.anyNS {
+		return true
+	}
+	if ns == "" {
+		return false
+	}
+	for _, pat := range r.Namespaces {
+		if ok, _ := path.Match(pat, ns); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// score returns the specificity of the rule for repo: that of its most
+// specific matching pattern; ok is false if no pattern matches.
+func (r *Rule) score(repo string) (score int, ok bool) {
+	for i := range r.Images {
+		im := &r.Images[i]
+		if s := im.score(); (!ok || s > score) && im.match(repo) {
+			score, ok = s, true
+		}
+	}
+	return score, ok
+}
+
+// Match returns the rule that decides repo (a normalised repository name,
+// without tag or digest, after Origin) for a pod in namespace ("" when the
+// image is not used by a CRI pod: only rules whose namespaces include "*"
+// apply). The most specific matching rule wins: more literal path segments
+// first, then fewer wildcards, then the first in the file. nil means no rule
+// matches, and the caller must deny. Match does not allocate.
+func (p *Policy) Match(repo, namespace string) *Rule {
+	var best *Rule
+	bestScore := 0
+	// Rules come most specific first: once a rule cannot reach the best
+	// score so far, no later one can.
+	for _, r := range p.byScore {
+		if best != nil && (r.maxScore < bestScore || (r.maxScore == bestScore && r.Index > best.Index)) {
+			if r.maxScore < bestScore {
+				break
+			}
+			continue
+		}
+		s, ok := r.score(repo)
+		if !ok || !r.appliesTo(namespace) {
+			continue
+		}
+		if best == nil || s > bestScore || (s == bestScore && r.Index < best.Index) {
+			best, bestScore = r, s
+		}
+	}
+	return best
+}
+
+// Candidates returns, most specific first, every rule that may decide repo
+// for some namespace: the rules matching repo in Match's order, up to and
+// including the first one that applies to every namespace. It is for pulls,
+// where the namespace is not known. An empty result means every namespace
+// is denied.
+func (p *Policy) Candidates(repo string) []*Rule {
+	type cand struct {
+		r     *Rule
+		score int
+	}
+	var cs []cand
+	for _, r := range p.Rules {
+		if s, ok := r.score(repo); ok {
+			cs = append(cs, cand{r, s})
+		}
+	}
+	slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(b.score, a.score) })
+	var out []*Rule
+	for _, c := range cs {
+		out = append(out, c.r)
+		if c.r.anyNS {
+			break
+		}
+	}
+	return out
+}
+
+// Origin applies the [[mirror]] rewriting to a normalised repository name:
+// when repo is a mirror's From or lies under it (From + "/..."), that prefix
+// is replaced with To and the result normalised; the longest From wins.
+// Otherwise, or if the result is not a valid name, repo is returned
+// unchanged. Rewriting is applied once, not repeatedly. Origin does not
+// allocate when no mirror applies.
+func (p *Policy) Origin(repo string) string {
+	for _, m := range p.origins {
+		if rest, ok := strings.CutPrefix(repo, m.From); ok && (rest == "" || rest[0] == '/') {
+			origin := m.To + rest
+			if !strings.Contains(origin, "/") {
+				return repo // a registry host alone is not a repository
+			}
+			n, err := normalizeRepo(origin)
+			if err != nil {
+				return repo
+			}
+			return n
+		}
+	}
+	return repo
+}
