@@ -1,0 +1,35 @@
+package harness
+
+import (
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+)
+
+// StartRegistry serves an in-memory OCI registry (go-containerregistry's) on
+// 127.0.0.1 over plain HTTP until cleanup, and returns its host:port.
+// Containerd reaches it through Options.Registries or Node.AddRegistry.
+func StartRegistry(t TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("registry: %v", err)
+	}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Printf("harness: registry on %s: %v", l.Addr(), err)
+		}
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		<-done
+	})
+	return l.Addr().String()
+}

@@ -1,0 +1,146 @@
+package harness
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// VersionsFile is the path, relative to the module root, of the file that pins
+// the external tools' versions; test/tools.sh sources the same file.
+const VersionsFile = "test/versions.env"
+
+// Versions are the pinned versions of the external tools.
+type Versions struct {
+	Containerd string // e.g. v2.4.2
+	Runc       string // e.g. v1.5.2
+}
+
+// ReadVersions reads VersionsFile from the module root. The environment
+// variable TRUSTD_E2E_CONTAINERD_VERSION overrides the containerd version, as
+// it does for test/tools.sh (a CI matrix sets it).
+func ReadVersions() (Versions, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return Versions{}, err
+	}
+	path := filepath.Join(root, VersionsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return Versions{}, err
+	}
+	vars, err := parseEnvFile(path, b)
+	if err != nil {
+		return Versions{}, err
+	}
+	v := Versions{Containerd: vars["CONTAINERD_VERSION"], Runc: vars["RUNC_VERSION"]}
+	if o := os.Getenv("TRUSTD_E2E_CONTAINERD_VERSION"); o != "" {
+		v.Containerd = o
+	}
+	if v.Containerd == "" || v.Runc == "" {
+		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION and RUNC_VERSION must both be set", path)
+	}
+	return v, nil
+}
+
+// parseEnvFile parses KEY=value lines; blank lines and # comments are skipped.
+// It accepts only what both the shell and this parser read the same way.
+func parseEnvFile(path string, b []byte) (map[string]string, error) {
+	vars := map[string]string{}
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; s.Scan(); n++ {
+		line := strings.TrimSpace(s.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok || k == "" || strings.ContainsAny(line, " \t'\"$`\\") {
+			return nil, fmt.Errorf("%s:%d: want KEY=value without quotes, spaces or expansions, got %q", path, n, line)
+		}
+		vars[k] = v
+	}
+	return vars, s.Err()
+}
+
+// CacheDir is where test/tools.sh installs the tools:
+// $TRUSTD_E2E_CACHE, or ~/.cache/trustd-e2e.
+func CacheDir() (string, error) {
+	if d := os.Getenv("TRUSTD_E2E_CACHE"); d != "" {
+		return d, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("no TRUSTD_E2E_CACHE and no home directory: %w", err)
+	}
+	return filepath.Join(home, ".cache", "trustd-e2e"), nil
+}
+
+// ToolBinDir is the directory test/tools.sh installs tool name at version
+// into: <CacheDir>/<name>-<version>/bin.
+func ToolBinDir(name, version string) (string, error) {
+	c, err := CacheDir()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(c, name+"-"+version, "bin"), nil
+}
+
+// Tools are the paths of the pinned external binaries. FindTools only
+// computes them; Prereqs checks that they exist.
+type Tools struct {
+	Versions
+	Containerd string // containerd daemon
+	Ctr        string // ctr client
+	Shim       string // containerd-shim-runc-v2
+	Runc       string // runc
+}
+
+// FindTools returns where test/tools.sh puts the pinned tools.
+func FindTools() (Tools, error) {
+	v, err := ReadVersions()
+	if err != nil {
+		return Tools{}, err
+	}
+	cdir, err := ToolBinDir("containerd", v.Containerd)
+	if err != nil {
+		return Tools{}, err
+	}
+	rdir, err := ToolBinDir("runc", v.Runc)
+	if err != nil {
+		return Tools{}, err
+	}
+	return Tools{
+		Versions:   v,
+		Containerd: filepath.Join(cdir, "containerd"),
+		Ctr:        filepath.Join(cdir, "ctr"),
+		Shim:       filepath.Join(cdir, "containerd-shim-runc-v2"),
+		Runc:       filepath.Join(rdir, "runc"),
+	}, nil
+}
+
+var moduleRoot = sync.OnceValues(func() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return "", fmt.Errorf("go env GOMOD: %w: %s", err, ee.Stderr)
+		}
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the trustd module: run from the repository (go env GOMOD is empty)")
+	}
+	return filepath.Dir(gomod), nil
+})
+
+// ModuleRoot is the directory of the trustd module's go.mod, found with
+// `go env GOMOD` from the working directory (go test runs in the package's
+// directory, `go run ./test/cmd/demo` in the repository).
+func ModuleRoot() (string, error) { return moduleRoot() }

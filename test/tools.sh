@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Installs the tools trustd's end-to-end tests run, idempotently:
+#   - Debian packages: libseccomp-dev pkg-config gcc libc6-dev (to build runc) and notary;
+#   - containerd, ctr, containerd-shim-runc-v2 and runc, built with `go install`
+#     at the versions pinned in test/versions.env, into
+#     ${TRUSTD_E2E_CACHE:-$HOME/.cache/trustd-e2e}/<name>-<version>/bin,
+#     only when the binaries are not there yet (the directory is a cache: keep it between runs).
+# Prints one line per tool. Run as root (apt-get); `make tools` runs it.
+#
+# Usage: test/tools.sh            install what is missing
+#        test/tools.sh --paths    print NAME=DIR for each tool's bin directory, install nothing
+#
+# Environment:
+#   TRUSTD_E2E_CACHE                 cache directory (default $HOME/.cache/trustd-e2e)
+#   TRUSTD_E2E_CONTAINERD_VERSION    containerd version to install instead of the pinned one
+#                                    (the CI matrix: v2.2.x, v2.3.x, ...)
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=versions.env
+. "$here/versions.env"
+
+cache=${TRUSTD_E2E_CACHE:-$HOME/.cache/trustd-e2e}
+containerd_version=${TRUSTD_E2E_CONTAINERD_VERSION:-$CONTAINERD_VERSION}
+runc_version=$RUNC_VERSION
+# Debian packages: runc's seccomp build needs libseccomp-dev, pkg-config and a C
+# toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests.
+packages=(libseccomp-dev pkg-config gcc libc6-dev notary)
+
+# bindir NAME VERSION: where a tool is installed; test/harness computes the same path.
+bindir() { printf '%s/%s-%s/bin\n' "$cache" "$1" "$2"; }
+
+# have_all DIR BIN...: true when every BIN is an executable file in DIR.
+have_all() {
+	local dir=$1; shift
+	local b
+	for b in "$@"; do [ -x "$dir/$b" ] || return 1; done
+}
+
+# report NAME VERSION DIR STATE: the one line printed per tool.
+report() { printf '%-24s %-16s %-9s %s\n' "$1" "$2" "$4" "$3"; }
+
+# go_install DIR TAGS PKG@VERSION...: build Go commands into DIR, outside any module.
+go_install() {
+	local dir=$1 tags=$2; shift 2
+	mkdir -p "$dir"
+	# Run from / with GOFLAGS cleared so that the caller's module (and its
+	# go.mod, vendor or workspace settings) cannot influence the build.
+	(cd / && env -u GOFLAGS GOWORK=off GOBIN="$dir" CGO_ENABLED=1 go install -tags "$tags" "$@")
+}
+
+ensure_packages() {
+	local -a missing=()
+	local p
+	for p in "${packages[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		if [ "$(id -u)" -ne 0 ]; then
+			echo "tools.sh: missing Debian packages: ${missing[*]}; run as root (sudo make tools)" >&2
+			exit 1
+		fi
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	for p in "${packages[@]}"; do
+		local state=present
+		[[ " ${missing[*]} " == *" $p "* ]] && state=installed
+		report "$p" "$(dpkg-query -W -f='${Version}' "$p")" "(debian)" "$state"
+	done
+}
+
+# containerd_tags VERSION: build tags for a containerd release. Add a case
+# here when a release in the matrix needs different ones.
+containerd_tags() {
+	case "$1" in
+	*) echo no_btrfs ;;
+	esac
+}
+
+ensure_containerd() {
+	local v=$1 dir
+	dir=$(bindir containerd "$v")
+	local state=cached
+	if ! have_all "$dir" containerd ctr containerd-shim-runc-v2; then
+		go_install "$dir" "$(containerd_tags "$v")" \
+			"github.com/containerd/containerd/v2/cmd/containerd@$v" \
+			"github.com/containerd/containerd/v2/cmd/ctr@$v" \
+			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$v"
+		state=built
+	fi
+	local b
+	for b in containerd ctr containerd-shim-runc-v2; do
+		report "$b" "$v" "$dir/$b" "$state"
+	done
+}
+
+ensure_runc() {
+	local v=$1 dir
+	dir=$(bindir runc "$v")
+	local state=cached
+	if ! have_all "$dir" runc; then
+		go_install "$dir" seccomp "github.com/opencontainers/runc@$v"
+		state=built
+	fi
+	report runc "$v" "$dir/runc" "$state"
+}
+
+case "${1:-}" in
+--paths)
+	echo "CONTAINERD_BIN=$(bindir containerd "$containerd_version")"
+	echo "RUNC_BIN=$(bindir runc "$runc_version")"
+	exit 0
+	;;
+"") ;;
+*)
+	echo "usage: $0 [--paths]" >&2
+	exit 2
+	;;
+esac
+
+command -v go >/dev/null || { echo "tools.sh: go is not on PATH" >&2; exit 1; }
+ensure_packages
+ensure_containerd "$containerd_version"
+ensure_runc "$runc_version"
