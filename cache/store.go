@@ -45,9 +45,13 @@ type Status struct {
 // are serialised by a lock file, so a daemon and a `trustd sync` can share
 // a cache directory.
 type Store struct {
-	Dir     string
-	sources []Source
-	urls    map[string]string
+	Dir string
+	// Manifests holds the signed manifests fetched from registries.
+	Manifests *ManifestCache
+	// Registry fetches signed manifests; nil disables fetching.
+	Registry *Registry
+	sources  []Source
+	urls     map[string]string
 }
 
 // Open prepares the cache for the policy's sources. It reads each TUF
@@ -56,7 +60,12 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 	if f == nil {
 		f = &HTTPFetcher{UserAgent: "trustd"}
 	}
-	s := &Store{Dir: p.Daemon.CacheDir, urls: map[string]string{}}
+	s := &Store{
+		Dir:       p.Daemon.CacheDir,
+		Manifests: &ManifestCache{Dir: filepath.Join(p.Daemon.CacheDir, "manifests")},
+		Registry:  &Registry{},
+		urls:      map[string]string{},
+	}
 	for _, src := range p.Sources {
 		dir := filepath.Join(s.Dir, "sources", src.Name)
 		base := src.URL
@@ -131,6 +140,23 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 	st := s.readStatus(src)
 	st.LastAttempt = now.UTC()
 	res, err := src.Sync(ctx, now)
+	if err == nil && s.Registry != nil {
+		refs := map[string][]TargetRef{}
+		for name, r := range res.Index.Repos {
+			for _, roles := range r.Tags {
+				for _, t := range roles {
+					refs[name] = append(refs[name], TargetRef{Digest: t.Digest, Length: t.Length})
+				}
+			}
+		}
+		n, problems := FetchSignedManifests(ctx, s.Registry, s.Manifests, refs)
+		if n > 0 {
+			res.Summary += fmt.Sprintf("; %d signed manifests fetched", n)
+		}
+		if len(problems) > 0 {
+			res.Summary += fmt.Sprintf("; %d signed manifests not fetched (first: %s)", len(problems), problems[0])
+		}
+	}
 	if err != nil {
 		st.LastError = err.Error()
 	} else {

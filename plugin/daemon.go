@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -76,7 +75,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.ctrd = &Containerd{Address: p.Daemon.ContainerdAddress, Namespace: p.Daemon.ContainerdNamespace}
 	defer d.ctrd.Close()
-	mc := &ManifestCache{Dir: filepath.Join(p.Daemon.CacheDir, "manifests")}
+	mc := store.Manifests
 	d.engine = &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{d.ctrd, mc}, Cache: mc}}
 	d.engine.Swap(&Snapshot{Policy: p, Index: ix})
 	d.policyLoaded = time.Now()

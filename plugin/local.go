@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"time"
 
 	"github.com/trustd/trustd/cache"
@@ -48,7 +47,7 @@ func OpenLocalPolicy(p *policy.Policy, log *slog.Logger) (*Local, error) {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	ix, errs := store.LoadIndex()
-	mc := &ManifestCache{Dir: filepath.Join(p.Daemon.CacheDir, "manifests")}
+	mc := store.Manifests
 	e := &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{mc}}}
 	e.Swap(&Snapshot{Policy: p, Index: ix})
 	return &Local{Policy: p, Store: store, Engine: e, LoadErrors: errs}, nil

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/opencontainers/go-digest"
@@ -23,48 +21,6 @@ type BlobReader interface {
 	ReadBlob(ctx context.Context, d digest.Digest) ([]byte, error)
 }
 
-// ManifestCache is trustd's own content-addressed store of signed
-// manifests and indexes, under the cache directory. Because an entry is
-// stored under the hash of its bytes, any copy of the bytes is as good as
-// another: it is filled from containerd's content store whenever a signed
-// manifest is seen there, so that a later side-loaded copy of the same
-// image (a new manifest, the same config) can still be matched offline.
-type ManifestCache struct{ Dir string }
-
-func (m *ManifestCache) path(d digest.Digest) string {
-	return filepath.Join(m.Dir, d.Algorithm().String(), d.Encoded())
-}
-
-// ReadBlob implements BlobReader.
-func (m *ManifestCache) ReadBlob(_ context.Context, d digest.Digest) ([]byte, error) {
-	if err := d.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := os.ReadFile(m.path(d))
-	if err != nil {
-		return nil, err
-	}
-	return b, nil
-}
-
-// Put stores data under d after checking that d is its digest.
-func (m *ManifestCache) Put(d digest.Digest, data []byte) error {
-	if err := d.Validate(); err != nil {
-		return err
-	}
-	if d.Algorithm().FromBytes(data) != d {
-		return fmt.Errorf("manifest cache: content does not match %s", d)
-	}
-	p := m.path(d)
-	if _, err := os.Stat(p); err == nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	return cache.WriteFileAtomic(p, data, 0o600)
-}
-
 // Resolver finds what a signed manifest or index digest covers: itself,
 // its platform manifests and their config digests. Results are memoised
 // (content-addressed data never changes); it is safe for concurrent use.
@@ -74,7 +30,7 @@ type Resolver struct {
 	Readers []BlobReader
 	// Cache, if set, receives every signed manifest or index that was read
 	// from another reader.
-	Cache *ManifestCache
+	Cache *cache.ManifestCache
 
 	mu   sync.Mutex
 	memo map[digest.Digest][]digest.Digest
@@ -142,7 +98,7 @@ func (r *Resolver) read(ctx context.Context, d digest.Digest, keep bool) ([]byte
 			continue
 		}
 		if keep && r.Cache != nil {
-			if _, isCache := rd.(*ManifestCache); !isCache {
+			if _, isCache := rd.(*cache.ManifestCache); !isCache {
 				_ = r.Cache.Put(d, b)
 			}
 		}

@@ -100,7 +100,14 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		return exitUsage, err
 	}
 	if *archive != "" {
-		return exitUsage, usageError{"--archive is not supported by this build yet"}
+		if len(images) > 0 {
+			return exitUsage, usageError{"--archive takes no image arguments"}
+		}
+		l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+		if err != nil {
+			return exitUsage, err
+		}
+		return verifyArchive(l, *archive, *ns, *jsonOut, stdout, stderr)
 	}
 	if len(images) == 0 {
 		return exitUsage, usageError{"usage: trustd verify [--namespace NS] [--json] IMAGE..."}
