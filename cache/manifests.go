@@ -51,7 +51,6 @@ func (m *ManifestCache) Put(d digest.Digest, data []byte) error {
 	return WriteFileAtomic(p, data, 0o600)
 }
 
-
 // Has reports whether d is stored.
 func (m *ManifestCache) Has(d digest.Digest) bool {
 	if d.Validate() != nil {
