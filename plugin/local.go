@@ -2,9 +2,12 @@ package plugin
 
 import (
 	"context"
+	"os"
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/pelletier/go-toml/v2"
 
 	"github.com/trustd/trustd/cache"
 	"github.com/trustd/trustd/policy"
@@ -92,4 +95,23 @@ func syncStore(ctx context.Context, store *cache.Store, installed func(*verify.S
 		out = append(out, r)
 	}
 	return out
+}
+
+// ControlSocketOf reads only daemon.control_socket from a policy file,
+// leniently, so that `trustd status` can still reach a daemon (which runs
+// its last good policy) when the file on disk no longer validates. It
+// returns the default socket when the file names none.
+func ControlSocketOf(path string) string {
+	var doc struct {
+		Daemon struct {
+			ControlSocket string `toml:"control_socket"`
+		} `toml:"daemon"`
+	}
+	if b, err := os.ReadFile(path); err == nil {
+		_ = toml.Unmarshal(b, &doc)
+	}
+	if doc.Daemon.ControlSocket == "" {
+		return policy.DefaultControlSocket
+	}
+	return doc.Daemon.ControlSocket
 }

@@ -23,13 +23,18 @@ func quietLogger(w io.Writer) *slog.Logger {
 // daemonClient returns a client for the running daemon's control socket,
 // or nil when no daemon answers there.
 func daemonClient(p *policy.Policy) *plugin.ControlClient {
-	if p.Daemon.ControlSocket == "" {
+	return daemonClientAt(p.Daemon.ControlSocket)
+}
+
+// daemonClientAt is daemonClient for a socket path.
+func daemonClientAt(socket string) *plugin.ControlClient {
+	if socket == "" {
 		return nil
 	}
-	if _, err := os.Stat(p.Daemon.ControlSocket); err != nil {
+	if _, err := os.Stat(socket); err != nil {
 		return nil
 	}
-	c := &plugin.ControlClient{Socket: p.Daemon.ControlSocket, Timeout: 2 * time.Second}
+	c := &plugin.ControlClient{Socket: socket, Timeout: 2 * time.Second}
 	var st plugin.DaemonStatus
 	if err := c.Get(context.Background(), "GET", "/v1/status", &st); err != nil {
 		return nil
@@ -251,23 +256,29 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	} else if len(pos) > 0 {
 		return exitUsage, usageError{"status takes no arguments"}
 	}
-	p, err := plugin.LoadPolicy(*cfg)
-	if err != nil {
-		return exitUsage, err
-	}
-	st := &plugin.DaemonStatus{Policy: p.File, Mode: string(p.Mode)}
+	p, perr := plugin.LoadPolicy(*cfg)
+	st := &plugin.DaemonStatus{}
 	running := false
-	if c := daemonClient(p); c != nil {
+	socket := plugin.ControlSocketOf(*cfg)
+	if p != nil {
+		st.Policy, st.Mode, socket = p.File, string(p.Mode), p.Daemon.ControlSocket
+	}
+	if c := daemonClientAt(socket); c != nil {
 		if err := c.Get(context.Background(), "GET", "/v1/status", st); err != nil {
 			return exitDenied, err
 		}
 		running = true
+	} else if perr != nil {
+		return exitUsage, perr
 	} else {
 		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
 		st.Sources = plugin.SourceStatuses(l.Store, l.Engine.Snapshot().Index, time.Now())
+	}
+	if perr != nil {
+		fmt.Fprintf(stderr, "trustd status: the policy file does not load (the daemon keeps its last good policy): %v\n", perr)
 	}
 	if *jsonOut {
 		type withDaemon struct {

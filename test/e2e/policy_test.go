@@ -1,0 +1,190 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/trustd/trustd/test/harness"
+)
+
+// writePolicy replaces the stack's policy with the harness's source and
+// daemon settings followed by the given rules and mirrors.
+func writePolicy(t *testing.T, s *harness.Stack, body string) {
+	t.Helper()
+	p := s.Policy
+	head := fmt.Sprintf(`version = 1
+mode = "enforce"
+
+[daemon]
+cache_dir = %q
+refresh = "1s"
+nri_socket = %q
+containerd_address = %q
+control_socket = %q
+
+[[source]]
+name = "corp"
+kind = "tuf"
+url = %q
+root = %q
+repositories = [%q]
+`, p.CacheDir, p.NRISocket, p.ContainerdAddress, p.ControlSocket, p.TUFURL, p.TUFRoot, s.Registry+"/**")
+	if err := os.WriteFile(s.PolicyPath+".tmp", []byte(head+body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(s.PolicyPath+".tmp", s.PolicyPath); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPolicy runs the policy file's features end to end on one node:
+// namespace rules (two pods, one allowed, one denied), a mirror judged by
+// its origin's trust data, and a reload where a broken policy is rejected
+// and the previous one keeps enforcing.
+func TestPolicy(t *testing.T) {
+	harness.Prereqs(t)
+	s := harness.StartStack(t, harness.StackOptions{})
+	mirror := harness.StartRegistry(t)
+	if err := s.Node.AddRegistry(mirror); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{Stack: s}
+	top := t
+
+	signed := newImage(t, s, "demo/hello:1.0", "signed image running")
+	tool := newImage(t, s, "dev/tool:1", "dev tool running")
+	unsigned := newImage(t, s, "demo/unsigned:1.0", "unsigned image running")
+	_, manifest := harness.Push(t, signed.ref, signed.img)
+	s.TUF.SetTarget(signed.ref, manifest)
+	if err := s.TUF.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	// The mirror serves the same signed image and an unsigned one.
+	harness.Push(t, mirror+"/demo/hello:1.0", signed.img)
+	harness.Push(t, mirror+"/demo/unsigned:1.0", unsigned.img)
+	harness.Push(t, tool.ref, tool.img)
+
+	base := fmt.Sprintf(`
+[[rule]]
+images = [%q]
+action = "verify"
+source = "corp"
+
+[[rule]]
+images = [%q]
+namespaces = ["team-a"]
+action = "allow"
+
+[[rule]]
+images = ["**"]
+action = "deny"
+
+[[mirror]]
+from = %q
+to = %q
+`, s.Registry+"/demo/**", s.Registry+"/dev/**", mirror, s.Registry)
+	writePolicy(t, s, base)
+	if res := s.CLI(t, "policy", "check", s.PolicyPath); res.ExitCode != 0 {
+		t.Fatalf("policy check: %s%s", res.Stdout, res.Stderr)
+	}
+	s.Sync(t)
+	td := s.StartTrustd(t)
+
+	t.Run("namespaces: one pod allowed, one denied", func(t *testing.T) {
+		// A pull does not know its namespace: allowed because team-a may run it.
+		if _, err := s.Node.PullImage(tool.ref); err != nil {
+			t.Fatalf("pull of %s: %v", tool.ref, err)
+		}
+		a := s.Node.RunPod(t, "team-a-pod", "team-a")
+		b := s.Node.RunPod(t, "team-b-pod", "team-b")
+		id, err := s.Node.CreateContainer(a.ID, a.Config, "tool", tool.ref)
+		if err != nil {
+			t.Fatalf("team-a: creation rejected: %v", err)
+		}
+		if err := s.Node.StartContainer(id); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Node.CreateContainer(b.ID, b.Config, "tool", tool.ref)
+		assertDenied(t, "team-b creation", err, tool.repo(t), "in namespace team-b", "the rule denies", "rule #3")
+		e.verify(t, []string{"--namespace", "team-b", tool.ref}, false, "", tool.repo(t), "the rule denies")
+		if v, res := s.Verify(t, "--namespace", "team-a", tool.ref); len(v) != 1 || !v[0].Allowed || res.ExitCode != 0 {
+			t.Errorf("trustd verify --namespace team-a %s: %+v (exit %d)", tool.ref, v, res.ExitCode)
+		}
+	})
+
+	t.Run("mirror: judged by the origin's trust data", func(t *testing.T) {
+		ref := mirror + "/demo/hello:1.0"
+		if _, err := s.Node.PullImage(ref); err != nil {
+			t.Fatalf("pull through the mirror: %v", err)
+		}
+		e.pod = s.Node.RunPod(top, "mirror-pod", "default")
+		id, err := s.Node.CreateContainer(e.pod.ID, e.pod.Config, "hello", ref)
+		if err != nil {
+			t.Fatalf("creation through the mirror rejected: %v", err)
+		}
+		if err := s.Node.StartContainer(id); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Node.WaitContainerLog(id, signed.message, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		_, err = s.Node.PullImage(mirror + "/demo/unsigned:1.0")
+		assertDenied(t, "pull of an unsigned image through the mirror", err, s.Registry+"/demo/unsigned", fragNotSigned)
+	})
+
+	t.Run("reload: a broken policy is rejected, the last good one enforces", func(t *testing.T) {
+		// Side-load the unsigned image so that only creation judges it.
+		tar := filepath.Join(t.TempDir(), "unsigned.tar")
+		harness.DockerSaveTar(t, tar, map[string]v1.Image{unsigned.ref: unsigned.img})
+		s.Node.ImportArchive(t, tar, unsigned.ref)
+		if e.pod == nil {
+			e.pod = s.Node.RunPod(top, "reload-pod", "default")
+		}
+		if _, err := s.Node.PullImage(signed.ref); err != nil {
+			t.Fatal(err)
+		}
+		_, err := e.create(t, unsigned)
+		assertDenied(t, "creation before reload", err, unsigned.repo(t), fragNotSigned)
+
+		// A policy with a typo: rejected, and the daemon says so.
+		writePolicy(t, s, strings.Replace(base, `action = "deny"`, `action = "dney"`, 1))
+		if err := syscall.Kill(td.Pid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := td.WaitLog(decisionTimeout, "policy reload rejected", `unknown action \"dney\"`); err != nil {
+			t.Fatalf("%v\n%s", err, td.Logs())
+		}
+		st := s.CLI(t, "status", "--config", s.PolicyPath)
+		if !strings.Contains(st.Stdout, "last reload FAILED") || !strings.Contains(st.Stdout, "dney") {
+			t.Errorf("status does not show the failed reload:\n%s", st.Stdout)
+		}
+		_, err = e.create(t, unsigned)
+		assertDenied(t, "creation after a rejected reload", err, unsigned.repo(t), fragNotSigned)
+		e.run(t, signed)
+
+		// A valid policy that allows the image: takes effect at once.
+		writePolicy(t, s, fmt.Sprintf(`
+[[rule]]
+images = [%q]
+action = "allow"
+`, unsigned.repo(t))+base)
+		if err := syscall.Kill(td.Pid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := td.WaitLog(decisionTimeout, "policy reloaded"); err != nil {
+			t.Fatalf("%v\n%s", err, td.Logs())
+		}
+		e.run(t, unsigned)
+		st = s.CLI(t, "status", "--config", s.PolicyPath)
+		if strings.Contains(st.Stdout, "FAILED") {
+			t.Errorf("status still shows a failed reload:\n%s", st.Stdout)
+		}
+	})
+}
