@@ -80,6 +80,20 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 				return nil, fmt.Errorf("source %q: pinned root: %w", src.Name, err)
 			}
 			s.sources = append(s.sources, &tufSource{TUFSource{Name: src.Name, URL: base, Root: root, Dir: dir, Fetcher: f}})
+		case policy.KindNotary:
+			ns := &NotarySource{SourceName: src.Name, URL: strings.TrimSuffix(src.URL, "/"), Dir: dir, Fetcher: f, Repositories: src.Repositories, TOFU: src.TrustOnFirstUse}
+			for _, pin := range src.Pins {
+				np := NotaryPin{Repositories: pin.Repositories, RootKeys: pin.RootKeys}
+				if pin.CA != "" {
+					ca, err := readFileLimit(pin.CA, 1<<20)
+					if err != nil {
+						return nil, fmt.Errorf("source %q: pin CA: %w", src.Name, err)
+					}
+					np.CA = ca
+				}
+				ns.Pins = append(ns.Pins, np)
+			}
+			s.sources = append(s.sources, ns)
 		default:
 			s.sources = append(s.sources, &unsupported{name: src.Name, kind: src.Kind})
 		}
@@ -122,7 +136,9 @@ func (s *Store) LoadIndex() (*verify.Index, []error) {
 		si, err := src.Load()
 		if err != nil {
 			errs = append(errs, err)
-			si = &verify.SourceIndex{Name: src.Name(), Kind: src.Kind(), Err: err}
+			if si == nil { // nothing usable; a partial load keeps what verified
+				si = &verify.SourceIndex{Name: src.Name(), Kind: src.Kind(), Err: err}
+			}
 		}
 		idx = append(idx, si)
 	}
@@ -140,7 +156,7 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 	st := s.readStatus(src)
 	st.LastAttempt = now.UTC()
 	res, err := src.Sync(ctx, now)
-	if err == nil && s.Registry != nil {
+	if res != nil && res.Index != nil && s.Registry != nil {
 		refs := map[string][]TargetRef{}
 		for name, r := range res.Index.Repos {
 			for _, roles := range r.Tags {
@@ -162,6 +178,8 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 	} else {
 		st.LastError = ""
 		st.LastSuccess = now.UTC()
+	}
+	if res != nil {
 		st.Summary = res.Summary
 		if res.Changed {
 			st.LastChange = now.UTC()
@@ -202,6 +220,34 @@ func (s *Store) Statuses() []*Status {
 		out = append(out, s.readStatus(src))
 	}
 	return out
+}
+
+// Want asks every source that covers them to keep these repositories in
+// sync (sources that list their repositories themselves ignore it).
+func (s *Store) Want(repos ...string) {
+	for _, src := range s.sources {
+		if ns, ok := src.(*NotarySource); ok {
+			ns.Want(repos...)
+		}
+	}
+}
+
+// SyncRepository fetches one repository's trust data now from the named
+// source, when that source fetches per repository (Notary), and returns
+// the source's new index; nil when the source does not work that way.
+func (s *Store) SyncRepository(ctx context.Context, source, repo string, now time.Time) (*verify.SourceIndex, error) {
+	for _, src := range s.sources {
+		ns, ok := src.(*NotarySource)
+		if !ok || src.Name() != source || !ns.Covers(repo) {
+			continue
+		}
+		ns.Want(repo)
+		if _, err := ns.SyncRepo(ctx, repo, now); err != nil {
+			return nil, err
+		}
+		return ns.index(), nil
+	}
+	return nil, nil
 }
 
 // SortedRepoNames returns the repositories of a source index in order.

@@ -54,6 +54,10 @@ type ControlServer struct {
 	Engine *Engine
 	Status func(ctx context.Context) any
 	Sync   func(ctx context.Context) any
+	// Refresh, if set, is called for a denied pull: it may fetch the
+	// repository's trust data online (a pull is online) and returns true
+	// when the decision should be made again.
+	Refresh func(ctx context.Context, d verify.Decision) bool
 
 	srv *http.Server
 	ln  net.Listener
@@ -118,7 +122,11 @@ func (c *ControlServer) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := verify.Facts{Subject: parseSubject(req.Subject), Image: req.Image, Namespace: req.Namespace, Digest: req.Digest, ConfigDigest: req.ConfigDigest}
-	d := c.Engine.Decide(r.Context(), f, Context{Via: "control:" + req.Subject})
+	via := Context{Via: "control:" + req.Subject}
+	d := c.Engine.Decide(r.Context(), f, via)
+	if !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil && c.Refresh(r.Context(), d) {
+		d = c.Engine.Decide(r.Context(), f, via)
+	}
 	writeJSON(w, d)
 }
 

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/nri/pkg/api"
 	sddaemon "github.com/coreos/go-systemd/v22/daemon"
 
@@ -46,6 +47,7 @@ type Daemon struct {
 	nriConnected bool
 	nriSince     time.Time
 	lastSyncLoop time.Time
+	refreshed    map[string]time.Time
 	syncNow      chan struct{}
 }
 
@@ -81,7 +83,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.policyLoaded = time.Now()
 	log.Info("policy loaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules), "sources", len(p.Sources))
 
-	d.control = &ControlServer{Engine: d.engine, Status: func(ctx context.Context) any { return d.Status(ctx) }, Sync: d.syncRequest}
+	d.control = &ControlServer{Engine: d.engine, Status: func(ctx context.Context) any { return d.Status(ctx) }, Sync: d.syncRequest, Refresh: d.refreshForPull}
 	if err := d.control.Listen(p.Daemon.ControlSocket); err != nil {
 		return err
 	}
@@ -267,6 +269,7 @@ func (d *Daemon) syncLoop(ctx context.Context) {
 
 func (d *Daemon) syncRound(ctx context.Context) []SyncResult {
 	store := d.store.Load()
+	d.wantStoredImages(ctx, store)
 	out := syncStore(ctx, store, func(si *verify.SourceIndex) {
 		if d.store.Load() == store { // not replaced by a reload meanwhile
 			d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
@@ -284,6 +287,72 @@ func (d *Daemon) syncRound(ctx context.Context) []SyncResult {
 	d.lastSyncLoop = time.Now()
 	d.mu.Unlock()
 	return out
+}
+
+// wantStoredImages asks the per-repository sources (Notary) to keep the
+// repositories of every image in containerd's store in sync.
+func (d *Daemon) wantStoredImages(ctx context.Context, store *cache.Store) {
+	cl, err := d.ctrd.Client(ctx)
+	if err != nil {
+		return
+	}
+	lctx, cancel := context.WithTimeout(namespaces.WithNamespace(ctx, d.ctrd.Namespace), 10*time.Second)
+	defer cancel()
+	imgs, err := cl.ImageService().List(lctx)
+	if err != nil {
+		d.Log.Debug("listing containerd's images", "error", err.Error())
+		return
+	}
+	snap := d.engine.Snapshot()
+	var repos []string
+	for _, img := range imgs {
+		if ref, err := policy.ParseRef(img.Name); err == nil {
+			repos = append(repos, snap.Policy.Origin(ref.Repo))
+		}
+	}
+	store.Want(repos...)
+}
+
+// refreshForPull fetches, at most every few seconds per repository, the
+// trust data of a repository whose pull was denied by a per-repository
+// source (Notary): a pull is online, so a repository not cached yet, or a
+// tag signed since the last sync, is judged on fresh data.
+func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) bool {
+	if dec.Source == "" {
+		return false
+	}
+	ref, err := policy.ParseRef(dec.Image)
+	if err != nil {
+		return false
+	}
+	key := dec.Source + "\x00" + ref.Repo
+	d.mu.Lock()
+	if d.refreshed == nil {
+		d.refreshed = map[string]time.Time{}
+	}
+	if t, ok := d.refreshed[key]; ok && time.Since(t) < 5*time.Second {
+		d.mu.Unlock()
+		return false
+	}
+	if len(d.refreshed) > 10000 {
+		clear(d.refreshed)
+	}
+	d.refreshed[key] = time.Now()
+	d.mu.Unlock()
+	store := d.store.Load()
+	ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
+	defer cancel()
+	si, err := store.SyncRepository(ctx, dec.Source, ref.Repo, time.Now())
+	if err != nil {
+		d.Log.Warn("fetching trust data at pull failed", "source", dec.Source, "repository", ref.Repo, "error", err.Error())
+		return false
+	}
+	if si == nil || d.store.Load() != store {
+		return false
+	}
+	d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
+	d.Log.Info("trust data fetched at pull", "source", dec.Source, "repository", ref.Repo)
+	return true
 }
 
 // syncRequest runs a sync round now (for `trustd sync` with a running

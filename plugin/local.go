@@ -2,9 +2,9 @@ package plugin
 
 import (
 	"context"
-	"os"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/pelletier/go-toml/v2"
@@ -85,11 +85,14 @@ func syncStore(ctx context.Context, store *cache.Store, installed func(*verify.S
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		res, err := store.SyncSource(sctx, src, time.Now())
 		cancel()
-		r := SyncResult{Source: src.Name()}
+		r := SyncResult{Source: src.Name(), OK: err == nil}
 		if err != nil {
 			r.Error = err.Error()
-		} else {
-			r.OK, r.Changed, r.Summary = true, res.Changed, res.Summary
+		}
+		if res != nil && res.Index != nil {
+			// Even a partly failed sync (some Notary repositories) installs
+			// what did verify; failed repositories keep their cached data.
+			r.Changed, r.Summary = res.Changed, res.Summary
 			installed(res.Index)
 		}
 		out = append(out, r)

@@ -1,0 +1,470 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/sha512"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+	"github.com/trustd/trustd/verify/notary"
+)
+
+// Size bounds for Notary downloads before the signed lengths are known.
+const (
+	maxNotaryRootSize      = 512 << 10
+	maxNotaryTimestampSize = 64 << 10
+	notarySyncConcurrency  = 8
+	maxNotaryRepos         = 100000
+)
+
+// NotaryBundle is one GUN's verified Notary metadata as stored in the cache.
+type NotaryBundle struct {
+	Format      int               `json:"format"`
+	GUN         string            `json:"gun"`
+	Verified    time.Time         `json:"verified"`
+	Root        []byte            `json:"root"`
+	Timestamp   []byte            `json:"timestamp"`
+	Snapshot    []byte            `json:"snapshot"`
+	Targets     []byte            `json:"targets"`
+	Delegations map[string][]byte `json:"delegations,omitempty"`
+	State       notary.Trusted    `json:"state"`
+	// Unsigned records that the server had no trust data for the GUN.
+	Unsigned bool `json:"unsigned,omitempty"`
+}
+
+// NotaryPin is a trust pin of a Notary source with its CA loaded.
+type NotaryPin struct {
+	Repositories []policy.Pattern
+	RootKeys     []string
+	CA           []byte
+}
+
+// NotarySource is a Notary v1 server (Docker Content Trust). A Notary
+// server cannot list its repositories, so the source keeps in sync the
+// repositories named literally in the policy, every repository already
+// cached, and the ones added with Want (images in containerd's store,
+// repositories seen at a pull). Methods are safe for concurrent use.
+type NotarySource struct {
+	SourceName   string
+	URL          string // server base URL, no trailing slash
+	Dir          string
+	Fetcher      Fetcher
+	Repositories []policy.Pattern
+	Pins         []NotaryPin
+	TOFU         bool
+
+	mu     sync.Mutex
+	repos  map[string]*verify.Repo
+	wanted map[string]bool
+	locks  sync.Map // GUN -> *sync.Mutex: one refresh of a GUN at a time
+}
+
+// Name implements Source.
+func (s *NotarySource) Name() string { return s.SourceName }
+
+// Kind implements Source.
+func (s *NotarySource) Kind() string { return policy.KindNotary }
+
+func (s *NotarySource) bundlePath(gun string) string {
+	return filepath.Join(s.Dir, "notary", url.PathEscape(gun)+".json")
+}
+
+// Covers reports whether the source has trust data for repo per its
+// `repositories` patterns.
+func (s *NotarySource) Covers(repo string) bool {
+	for _, p := range s.Repositories {
+		if p.Match(repo) {
+			return true
+		}
+	}
+	return false
+}
+
+// Want adds repositories to keep in sync (those the source covers).
+func (s *NotarySource) Want(repos ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wanted == nil {
+		s.wanted = map[string]bool{}
+	}
+	for _, r := range repos {
+		if s.Covers(r) && len(s.wanted) < maxNotaryRepos {
+			s.wanted[r] = true
+		}
+	}
+}
+
+// gunsToSync lists the repositories to refresh.
+func (s *NotarySource) gunsToSync() []string {
+	set := map[string]bool{}
+	for _, p := range s.Repositories {
+		if p.IsLiteral() {
+			set[p.Normalized()] = true
+		}
+	}
+	entries, _ := os.ReadDir(filepath.Join(s.Dir, "notary"))
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		if gun, err := url.PathUnescape(strings.TrimSuffix(name, ".json")); err == nil && s.Covers(gun) {
+			set[gun] = true
+		}
+	}
+	s.mu.Lock()
+	for g := range s.wanted {
+		set[g] = true
+	}
+	s.mu.Unlock()
+	out := make([]string, 0, len(set))
+	for g := range set {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (s *NotarySource) pinFor(gun string) notary.Pin {
+	for _, p := range s.Pins {
+		for _, pat := range p.Repositories {
+			if pat.Match(gun) {
+				return notary.Pin{RootKeys: p.RootKeys, CA: p.CA}
+			}
+		}
+	}
+	return notary.Pin{TOFU: s.TOFU}
+}
+
+func (s *NotarySource) opts(gun string, now time.Time) notary.Options {
+	return notary.Options{GUN: gun, Now: now, Pin: s.pinFor(gun), Source: s.SourceName, RepoName: gun}
+}
+
+// Load verifies every cached repository offline. A repository whose cached
+// data fails verification is moved aside and reported; the others load.
+func (s *NotarySource) Load() (*verify.SourceIndex, error) {
+	repos := map[string]*verify.Repo{}
+	var errs []error
+	entries, err := os.ReadDir(filepath.Join(s.Dir, "notary"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		gun, err := url.PathUnescape(strings.TrimSuffix(name, ".json"))
+		if err != nil {
+			continue
+		}
+		b, err := s.readBundle(gun)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		r, err := s.verifyBundle(b)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cached trust data of %s failed verification (%s): %w", gun, s.moveAside(gun), err))
+			continue
+		}
+		if r != nil {
+			repos[gun] = r
+		}
+	}
+	s.mu.Lock()
+	s.repos = repos
+	s.mu.Unlock()
+	return s.index(), errors.Join(errs...)
+}
+
+func (s *NotarySource) index() *verify.SourceIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repos := make(map[string]*verify.Repo, len(s.repos))
+	for k, v := range s.repos {
+		repos[k] = v
+	}
+	return &verify.SourceIndex{Name: s.SourceName, Kind: policy.KindNotary, Repos: repos, Version: fmt.Sprintf("%d repositories", len(repos)), Updated: time.Now()}
+}
+
+func (s *NotarySource) readBundle(gun string) (*NotaryBundle, error) {
+	data, err := readFileLimit(s.bundlePath(gun), maxBundleFileBytes)
+	if err != nil {
+		return nil, err
+	}
+	var b NotaryBundle
+	if err := json.Unmarshal(data, &b); err != nil || b.Format != 1 || b.GUN != gun {
+		if err == nil {
+			err = fmt.Errorf("format %d, GUN %q", b.Format, b.GUN)
+		}
+		return nil, fmt.Errorf("cached trust data of %s is unreadable (%s): %w", gun, s.moveAside(gun), err)
+	}
+	return &b, nil
+}
+
+// verifyBundle re-verifies a stored bundle at the time it was verified
+// online: signatures, thresholds, versions and pins. Expiry is judged by
+// the decision at its own time. An unsigned marker yields nil.
+func (s *NotarySource) verifyBundle(b *NotaryBundle) (*verify.Repo, error) {
+	if b.Unsigned {
+		return nil, nil
+	}
+	state := b.State
+	res, err := notary.Verify(notary.Files{Root: b.Root, Timestamp: b.Timestamp, Snapshot: b.Snapshot, Targets: b.Targets, Delegations: b.Delegations}, &state, s.opts(b.GUN, b.Verified))
+	if err != nil {
+		return nil, err
+	}
+	return res.Repo, nil
+}
+
+func (s *NotarySource) moveAside(gun string) string {
+	p := s.bundlePath(gun)
+	aside := fmt.Sprintf("%s.bad-%d", p, time.Now().UnixNano())
+	if err := os.Rename(p, aside); err != nil {
+		return "could not move it aside: " + err.Error()
+	}
+	syncDir(filepath.Dir(p))
+	return "moved aside to " + filepath.Base(aside)
+}
+
+// Sync refreshes every repository to keep in sync, a few at a time. A
+// repository that fails keeps its cached data; the error names it.
+func (s *NotarySource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
+	guns := s.gunsToSync()
+	type outcome struct {
+		gun     string
+		changed bool
+		err     error
+	}
+	out := make([]outcome, len(guns))
+	sem := make(chan struct{}, notarySyncConcurrency)
+	var wg sync.WaitGroup
+	for i, gun := range guns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(i int, gun string) {
+			defer wg.Done()
+			defer func() { <-sem }()
+			changed, err := s.SyncRepo(ctx, gun, now)
+			out[i] = outcome{gun, changed, err}
+		}(i, gun)
+	}
+	wg.Wait()
+	res := &SyncResult{}
+	var errs []error
+	updated, failed := 0, 0
+	for _, o := range out {
+		if o.err != nil {
+			failed++
+			errs = append(errs, fmt.Errorf("%s: %w", o.gun, o.err))
+			continue
+		}
+		if o.changed {
+			updated++
+			res.Changed = true
+		}
+	}
+	res.Index = s.index()
+	res.Summary = fmt.Sprintf("%d repositories: %d updated, %d unchanged, %d failed", len(guns), updated, len(guns)-updated-failed, failed)
+	if len(errs) > 0 {
+		return res, fmt.Errorf("%s: %w", res.Summary, errors.Join(errs...))
+	}
+	return res, nil
+}
+
+// SyncRepo refreshes one repository (GUN) from the server as Notary's
+// client does: timestamp first (an unchanged repository costs one
+// request), then snapshot, a new root only when the snapshot lists one,
+// then the targets roles whose content changed. Everything is verified
+// (pins, rotation, thresholds, versions against the cached state, expiry
+// at now) before the cache is written, atomically. It reports whether the
+// cached data changed.
+func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) (bool, error) {
+	l, _ := s.locks.LoadOrStore(gun, &sync.Mutex{})
+	l.(*sync.Mutex).Lock()
+	defer l.(*sync.Mutex).Unlock()
+	prev, err := s.readBundle(gun)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		prev = nil // unreadable: moved aside; start afresh
+	}
+	if prev != nil && !prev.Unsigned {
+		if _, verr := s.verifyBundle(prev); verr != nil {
+			s.moveAside(gun)
+			prev = nil
+		}
+	}
+	base := s.URL + "/v2/" + gun + "/_trust/tuf/"
+	o := s.opts(gun, now)
+	var prevState *notary.Trusted
+	if prev != nil && !prev.Unsigned {
+		st := prev.State
+		prevState = &st
+	}
+
+	tsBytes, err := s.Fetcher.Fetch(ctx, base+"timestamp.json", maxNotaryTimestampSize)
+	if errors.Is(err, ErrNotFound) {
+		if prevState != nil {
+			return false, fmt.Errorf("the server no longer has trust data for %s (keeping the cached data)", gun)
+		}
+		return s.markUnsigned(gun, now, prev)
+	}
+	if err != nil {
+		return false, err
+	}
+	if prev != nil && !prev.Unsigned && string(prev.Timestamp) == string(tsBytes) {
+		// Unchanged: still check the timestamp is not expired (freeze).
+		root, err := notary.VerifyRoot(prev.Root, prevState, o)
+		if err != nil {
+			return false, err
+		}
+		if _, err := root.VerifyTimestamp(tsBytes, prevState); err != nil {
+			return false, err
+		}
+		return false, nil
+	}
+
+	// The root to verify the timestamp with: the cached one, or the
+	// server's on first use.
+	rootBytes := []byte(nil)
+	if prevState != nil {
+		rootBytes = prev.Root
+	} else if rootBytes, err = s.Fetcher.Fetch(ctx, base+"root.json", maxNotaryRootSize); err != nil {
+		return false, err
+	}
+	root, err := notary.VerifyRoot(rootBytes, prevState, o)
+	if err != nil {
+		return false, err
+	}
+	ts, err := root.VerifyTimestamp(tsBytes, prevState)
+	if err != nil {
+		return false, err
+	}
+	snapMeta := ts.SnapshotMeta()
+	snapBytes, err := s.Fetcher.Fetch(ctx, base+"snapshot.json", boundLength(snapMeta.Length))
+	if err != nil {
+		return false, err
+	}
+	snap, err := root.VerifySnapshot(snapBytes, ts, prevState)
+	if err != nil {
+		return false, err
+	}
+	// A new root is listed: fetch it and verify the rotation.
+	// (Notary checks root.json against the snapshot by hash only.)
+	if rm, ok := snap.Meta("root"); ok && !hashesMatch(rm, rootBytes) {
+		nb, err := s.Fetcher.Fetch(ctx, base+"root.json", max(rm.Length, maxNotaryRootSize))
+		if err != nil {
+			return false, err
+		}
+		if !hashesMatch(rm, nb) {
+			return false, fmt.Errorf("root.json from the server does not match the snapshot's hashes")
+		}
+		rootBytes = nb
+	}
+	files := notary.Files{Root: rootBytes, Timestamp: tsBytes, Snapshot: snapBytes, Delegations: map[string][]byte{}}
+	for _, role := range snap.Roles() {
+		m, _ := snap.Meta(role)
+		var cached []byte
+		if prev != nil {
+			if role == "targets" {
+				cached = prev.Targets
+			} else {
+				cached = prev.Delegations[role]
+			}
+		}
+		data := cached
+		if cached == nil || m.Check(cached) != nil {
+			if data, err = s.Fetcher.Fetch(ctx, base+role+".json", boundLength(m.Length)); err != nil {
+				if errors.Is(err, ErrNotFound) && role != "targets" {
+					continue // Verify decides whether a missing delegation is fatal
+				}
+				return false, fmt.Errorf("%s: %w", role, err)
+			}
+		}
+		if role == "targets" {
+			files.Targets = data
+		} else {
+			files.Delegations[role] = data
+		}
+	}
+	res, err := notary.Verify(files, prevState, o)
+	if err != nil {
+		return false, err
+	}
+	nb := &NotaryBundle{Format: 1, GUN: gun, Verified: now.UTC(), Root: files.Root, Timestamp: files.Timestamp, Snapshot: files.Snapshot, Targets: files.Targets, Delegations: files.Delegations, State: res.State}
+	if err := s.writeBundle(nb); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	if s.repos == nil {
+		s.repos = map[string]*verify.Repo{}
+	}
+	s.repos[gun] = res.Repo
+	s.mu.Unlock()
+	return true, nil
+}
+
+// hashesMatch checks b against the SHA-256 and SHA-512 hashes of m, at
+// least one of which must be present.
+func hashesMatch(m notary.Meta, b []byte) bool {
+	n := 0
+	for alg, want := range m.Hashes {
+		var got []byte
+		switch alg {
+		case "sha256":
+			h := sha256.Sum256(b)
+			got = h[:]
+		case "sha512":
+			h := sha512.Sum512(b)
+			got = h[:]
+		default:
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+func boundLength(n int64) int64 {
+	if n <= 0 || n > notary.MaxFileSize {
+		return notary.MaxFileSize
+	}
+	return n
+}
+
+func (s *NotarySource) markUnsigned(gun string, now time.Time, prev *NotaryBundle) (bool, error) {
+	s.mu.Lock()
+	delete(s.repos, gun)
+	s.mu.Unlock()
+	if prev != nil && prev.Unsigned {
+		return false, nil
+	}
+	return true, s.writeBundle(&NotaryBundle{Format: 1, GUN: gun, Verified: now.UTC(), Unsigned: true})
+}
+
+func (s *NotarySource) writeBundle(b *NotaryBundle) error {
+	p := s.bundlePath(b.GUN)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(p, data, 0o600)
+}
