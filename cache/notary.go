@@ -67,6 +67,7 @@ type NotarySource struct {
 
 	mu     sync.Mutex
 	repos  map[string]*verify.Repo
+	keys   map[string]*notary.Keys
 	wanted map[string]bool
 	locks  sync.Map // GUN -> *sync.Mutex: one refresh of a GUN at a time
 }
@@ -155,7 +156,9 @@ func (s *NotarySource) opts(gun string, now time.Time) notary.Options {
 // Load verifies every cached repository offline. A repository whose cached
 // data fails verification is moved aside and reported; the others load.
 func (s *NotarySource) Load() (*verify.SourceIndex, error) {
-	repos := map[string]*verify.Repo{}
+	s.mu.Lock()
+	s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
+	s.mu.Unlock()
 	var errs []error
 	entries, err := os.ReadDir(filepath.Join(s.Dir, "notary"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -175,18 +178,15 @@ func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 			errs = append(errs, err)
 			continue
 		}
-		r, err := s.verifyBundle(b)
+		res, err := s.verifyBundle(b)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("cached trust data of %s failed verification (%s): %w", gun, s.moveAside(gun), err))
 			continue
 		}
-		if r != nil {
-			repos[gun] = r
+		if res != nil {
+			s.install(gun, res)
 		}
 	}
-	s.mu.Lock()
-	s.repos = repos
-	s.mu.Unlock()
 	return s.index(), errors.Join(errs...)
 }
 
@@ -218,16 +218,31 @@ func (s *NotarySource) readBundle(gun string) (*NotaryBundle, error) {
 // verifyBundle re-verifies a stored bundle at the time it was verified
 // online: signatures, thresholds, versions and pins. Expiry is judged by
 // the decision at its own time. An unsigned marker yields nil.
-func (s *NotarySource) verifyBundle(b *NotaryBundle) (*verify.Repo, error) {
+func (s *NotarySource) verifyBundle(b *NotaryBundle) (*notary.Result, error) {
 	if b.Unsigned {
 		return nil, nil
 	}
 	state := b.State
-	res, err := notary.Verify(notary.Files{Root: b.Root, Timestamp: b.Timestamp, Snapshot: b.Snapshot, Targets: b.Targets, Delegations: b.Delegations}, &state, s.opts(b.GUN, b.Verified))
-	if err != nil {
-		return nil, err
+	return notary.Verify(notary.Files{Root: b.Root, Timestamp: b.Timestamp, Snapshot: b.Snapshot, Targets: b.Targets, Delegations: b.Delegations}, &state, s.opts(b.GUN, b.Verified))
+}
+
+// Keys returns the keys of a cached repository (root certificates,
+// repository keys, delegations): what `docker trust inspect` shows.
+func (s *NotarySource) Keys(gun string) *notary.Keys {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.keys[gun]
+}
+
+func (s *NotarySource) install(gun string, res *notary.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.repos == nil {
+		s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
 	}
-	return res.Repo, nil
+	s.repos[gun] = res.Repo
+	k := res.Keys
+	s.keys[gun] = &k
 }
 
 func (s *NotarySource) moveAside(gun string) string {
@@ -407,12 +422,7 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 	if err := s.writeBundle(nb); err != nil {
 		return false, err
 	}
-	s.mu.Lock()
-	if s.repos == nil {
-		s.repos = map[string]*verify.Repo{}
-	}
-	s.repos[gun] = res.Repo
-	s.mu.Unlock()
+	s.install(gun, res)
 	return true, nil
 }
 
@@ -450,6 +460,7 @@ func boundLength(n int64) int64 {
 func (s *NotarySource) markUnsigned(gun string, now time.Time, prev *NotaryBundle) (bool, error) {
 	s.mu.Lock()
 	delete(s.repos, gun)
+	delete(s.keys, gun)
 	s.mu.Unlock()
 	if prev != nil && prev.Unsigned {
 		return false, nil

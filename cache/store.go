@@ -13,6 +13,7 @@ import (
 
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
+	"github.com/trustd/trustd/verify/notary"
 )
 
 // Source is one policy source backed by the cache: it can load its
@@ -248,6 +249,16 @@ func (s *Store) SyncRepository(ctx context.Context, source, repo string, now tim
 		return ns.index(), nil
 	}
 	return nil, nil
+}
+
+// NotaryKeys returns the keys of a repository cached by a Notary source.
+func (s *Store) NotaryKeys(source, repo string) *notary.Keys {
+	for _, src := range s.sources {
+		if ns, ok := src.(*NotarySource); ok && src.Name() == source {
+			return ns.Keys(repo)
+		}
+	}
+	return nil
 }
 
 // SortedRepoNames returns the repositories of a source index in order.

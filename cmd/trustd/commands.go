@@ -14,6 +14,7 @@ import (
 	"github.com/trustd/trustd/plugin"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
+	"github.com/trustd/trustd/verify/notary"
 )
 
 func quietLogger(w io.Writer) *slog.Logger {
@@ -165,6 +166,7 @@ func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
 		Repository string       `json:"repository"`
 		Source     string       `json:"source"`
 		Repo       *verify.Repo `json:"trust,omitempty"`
+		Keys       any          `json:"keys,omitempty"`
 		Error      string       `json:"error,omitempty"`
 	}
 	snap := l.Engine.Snapshot()
@@ -182,8 +184,13 @@ func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
 			}
 			found = true
 			r := si.Repos[repo]
+			keys := l.Store.NotaryKeys(src.Name, repo)
 			if *jsonOut {
-				json.NewEncoder(stdout).Encode(out{Repository: repo, Source: src.Name, Repo: r})
+				o := out{Repository: repo, Source: src.Name, Repo: r}
+				if keys != nil {
+					o.Keys = keys
+				}
+				json.NewEncoder(stdout).Encode(o)
 				continue
 			}
 			fmt.Fprintf(stdout, "Repository %s (source %q, %s; expires %s, role %s)\n", repo, src.Name, si.Version, r.Expires.UTC().Format(time.RFC3339), r.ExpiresRole)
@@ -204,6 +211,9 @@ func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
 				}
 			}
 			tw.Flush()
+			if keys != nil {
+				printNotaryKeys(stdout, keys)
+			}
 			for _, pr := range r.Problems {
 				fmt.Fprintf(stdout, "warning: %s\n", pr)
 			}
@@ -352,4 +362,36 @@ func runVerifier(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return l.Decide(ctx, f)
 	}
 	return plugin.RunVerifier(ctx, args, stdin, stdout, decide)
+}
+
+// printNotaryKeys prints a Notary repository's keys as `docker trust
+// inspect --pretty` does: signers (delegations), then the repository's
+// administrative keys.
+func printNotaryKeys(w io.Writer, k *notary.Keys) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	if len(k.Delegations) > 0 {
+		fmt.Fprintln(tw, "\nSIGNER ROLE\tKEYS\tTHRESHOLD\tSTATE")
+		for _, d := range k.Delegations {
+			state := "ok"
+			if d.Ignored != "" {
+				state = "IGNORED: " + d.Ignored
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", d.Role, strings.Join(d.KeyIDs, ", "), d.Threshold, state)
+		}
+	}
+	fmt.Fprintln(tw, "\nADMINISTRATIVE KEYS\tKEY IDS\tTHRESHOLD")
+	for _, r := range []notary.RoleKeys{k.Root, k.Targets, k.Snapshot, k.Timestamp} {
+		fmt.Fprintf(tw, "%s\t%s\t%d\n", r.Role, strings.Join(r.KeyIDs, ", "), r.Threshold)
+	}
+	tw.Flush()
+	for _, c := range k.RootCerts {
+		state := "signed"
+		if !c.Signed {
+			state = "not used"
+		}
+		if c.Problem != "" {
+			state += ": " + c.Problem
+		}
+		fmt.Fprintf(w, "root certificate %s (CN %q, valid %s to %s): %s\n", c.KeyID, c.CommonName, c.NotBefore.Format("2006-01-02"), c.NotAfter.Format("2006-01-02"), state)
+	}
 }
