@@ -15,6 +15,11 @@ var ErrNotFound = errors.New("not found")
 // ErrTooLarge is returned when a response exceeds its size bound.
 var ErrTooLarge = errors.New("response larger than allowed")
 
+// ErrUnreachable marks fetch errors that mean the source cannot be reached
+// (connection refused, time-out, server error) as opposed to a source
+// that answers with bad data. Offline grace applies only to the former.
+var ErrUnreachable = errors.New("source unreachable")
+
 // Fetcher downloads one file of trust metadata, at most limit bytes. It is
 // the network edge of the cache: tests replace it with a fake.
 type Fetcher interface {
@@ -52,12 +57,14 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, limit int64) ([]byt
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", url, err)
+		return nil, fmt.Errorf("fetch %s: %w: %w", url, ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	switch {
 	case resp.StatusCode == http.StatusNotFound || resp.StatusCode == http.StatusForbidden:
 		return nil, fmt.Errorf("fetch %s: %w (HTTP %d)", url, ErrNotFound, resp.StatusCode)
+	case resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests:
+		return nil, fmt.Errorf("fetch %s: %w: HTTP %d", url, ErrUnreachable, resp.StatusCode)
 	case resp.StatusCode != http.StatusOK:
 		return nil, fmt.Errorf("fetch %s: HTTP %d", url, resp.StatusCode)
 	}
@@ -66,7 +73,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, limit int64) ([]byt
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", url, err)
+		return nil, fmt.Errorf("fetch %s: %w: %w", url, ErrUnreachable, err)
 	}
 	if int64(len(b)) > limit {
 		return nil, fmt.Errorf("fetch %s: %w (more than %d bytes)", url, ErrTooLarge, limit)

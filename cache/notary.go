@@ -240,9 +240,39 @@ func (s *NotarySource) install(gun string, res *notary.Result) {
 	if s.repos == nil {
 		s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
 	}
-	s.repos[gun] = res.Repo
 	k := res.Keys
+	s.repos[gun] = splitExpiry(res.Repo, &k)
 	s.keys[gun] = &k
+}
+
+// splitExpiry separates a Notary repository's freshness (timestamp and
+// snapshot expiry, which offline grace may extend) from the expiry of the
+// rest (root and its certificates, targets, delegations), which it never
+// extends.
+func splitExpiry(r *verify.Repo, k *notary.Keys) *verify.Repo {
+	c := *r
+	c.FreshUntil, c.FreshRole = k.Timestamp.Expires, "timestamp"
+	if k.Snapshot.Expires.Before(c.FreshUntil) {
+		c.FreshUntil, c.FreshRole = k.Snapshot.Expires, "snapshot"
+	}
+	if c.ExpiresRole != "timestamp" && c.ExpiresRole != "snapshot" {
+		return &c // already the earliest of the others
+	}
+	c.Expires, c.ExpiresRole = k.Root.Expires, "root"
+	for _, cert := range k.RootCerts {
+		if cert.Signed && !cert.NotAfter.IsZero() && cert.NotAfter.Before(c.Expires) {
+			c.Expires, c.ExpiresRole = cert.NotAfter, "root certificate "+cert.KeyID
+		}
+	}
+	if k.Targets.Expires.Before(c.Expires) {
+		c.Expires, c.ExpiresRole = k.Targets.Expires, "targets"
+	}
+	for _, d := range k.Delegations {
+		if d.Ignored == "" && !d.Expires.IsZero() && d.Expires.Before(c.Expires) {
+			c.Expires, c.ExpiresRole = d.Expires, d.Role
+		}
+	}
+	return &c
 }
 
 func (s *NotarySource) moveAside(gun string) string {

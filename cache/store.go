@@ -39,6 +39,10 @@ type Status struct {
 	LastChange  time.Time `json:"last_change,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Summary     string    `json:"summary,omitempty"`
+	// Unreachable is set while syncs fail to reach the source, since
+	// UnreachableSince.
+	Unreachable      bool      `json:"unreachable,omitempty"`
+	UnreachableSince time.Time `json:"unreachable_since,omitzero"`
 }
 
 // Store is the trust cache of one policy: one Source per [[source]].
@@ -51,8 +55,11 @@ type Store struct {
 	Manifests *ManifestCache
 	// Registry fetches signed manifests; nil disables fetching.
 	Registry *Registry
-	sources  []Source
-	urls     map[string]string
+	// Clock is the time decisions and syncs use: the wall clock with a
+	// persisted floor against a clock set back.
+	Clock   *Clock
+	sources []Source
+	urls    map[string]string
 }
 
 // Open prepares the cache for the policy's sources. It reads each TUF
@@ -65,6 +72,7 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 		Dir:       p.Daemon.CacheDir,
 		Manifests: &ManifestCache{Dir: filepath.Join(p.Daemon.CacheDir, "manifests")},
 		Registry:  &Registry{},
+		Clock:     OpenClock(p.Daemon.CacheDir),
 		urls:      map[string]string{},
 	}
 	for _, src := range p.Sources {
@@ -135,6 +143,11 @@ func (s *Store) LoadIndex() (*verify.Index, []error) {
 	var idx []*verify.SourceIndex
 	for _, src := range s.sources {
 		si, err := src.Load()
+		if si != nil {
+			if st := s.readStatus(src); st.Unreachable {
+				si = si.WithReachability(true, st.UnreachableSince)
+			}
+		}
 		if err != nil {
 			errs = append(errs, err)
 			if si == nil { // nothing usable; a partial load keeps what verified
@@ -147,11 +160,12 @@ func (s *Store) LoadIndex() (*verify.Index, []error) {
 }
 
 // SyncSource refreshes one source under the cache lock and records its
-// status. On error the previous cached data stays in force.
-func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*SyncResult, error) {
+// status. On error the previous cached data stays in force; the returned
+// status says whether the source was unreachable.
+func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*SyncResult, *Status, error) {
 	lock, err := LockDir(s.Dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer lock.Unlock()
 	st := s.readStatus(src)
@@ -174,11 +188,18 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 			res.Summary += fmt.Sprintf("; %d signed manifests not fetched (first: %s)", len(problems), problems[0])
 		}
 	}
-	if err != nil {
+	switch {
+	case err != nil && errors.Is(err, ErrUnreachable):
+		if !st.Unreachable {
+			st.Unreachable, st.UnreachableSince = true, now.UTC()
+		}
 		st.LastError = err.Error()
-	} else {
+	case err != nil:
+		st.LastError = err.Error()
+	default:
 		st.LastError = ""
 		st.LastSuccess = now.UTC()
+		st.Unreachable, st.UnreachableSince = false, time.Time{}
 	}
 	if res != nil {
 		st.Summary = res.Summary
@@ -189,7 +210,7 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 	if werr := s.writeStatus(st); werr != nil && err == nil {
 		err = werr
 	}
-	return res, err
+	return res, st, err
 }
 
 func (s *Store) statusPath(name string) string {

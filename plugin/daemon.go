@@ -78,7 +78,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.ctrd = &Containerd{Address: p.Daemon.ContainerdAddress, Namespace: p.Daemon.ContainerdNamespace}
 	defer d.ctrd.Close()
 	mc := store.Manifests
-	d.engine = &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{d.ctrd, mc}, Cache: mc}}
+	d.engine = &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{d.ctrd, mc}, Cache: mc}, Now: store.Clock.Now}
+	if back, by := store.Clock.SetBack(); back {
+		log.Warn("the system clock is behind the latest time trustd has seen; using that time for expiry checks", "behind", by.String())
+	}
 	d.engine.Swap(&Snapshot{Policy: p, Index: ix})
 	d.policyLoaded = time.Now()
 	log.Info("policy loaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules), "sources", len(p.Sources))
@@ -270,9 +273,9 @@ func (d *Daemon) syncLoop(ctx context.Context) {
 func (d *Daemon) syncRound(ctx context.Context) []SyncResult {
 	store := d.store.Load()
 	d.wantStoredImages(ctx, store)
-	out := syncStore(ctx, store, func(si *verify.SourceIndex) {
+	out := syncStore(ctx, store, func(update func(*verify.Index) *verify.Index) {
 		if d.store.Load() == store { // not replaced by a reload meanwhile
-			d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
+			d.engine.SwapIndex(update)
 		}
 	})
 	for _, r := range out {
@@ -342,7 +345,7 @@ func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) bool {
 	store := d.store.Load()
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 	defer cancel()
-	si, err := store.SyncRepository(ctx, dec.Source, ref.Repo, time.Now())
+	si, err := store.SyncRepository(ctx, dec.Source, ref.Repo, store.Clock.Now())
 	if err != nil {
 		d.Log.Warn("fetching trust data at pull failed", "source", dec.Source, "repository", ref.Repo, "error", err.Error())
 		return false
@@ -427,6 +430,11 @@ type SourceStatus struct {
 	Expires      time.Time `json:"expires,omitzero"`
 	ExpiresRole  string    `json:"expires_role,omitempty"`
 	Expired      bool      `json:"expired"`
+	FreshUntil   time.Time `json:"fresh_until,omitzero"`
+	FreshRole    string    `json:"fresh_role,omitempty"`
+	// Grace says when decisions rest on offline grace (expired timestamp
+	// or snapshot while the source is unreachable), and until when.
+	Grace string `json:"grace,omitempty"`
 }
 
 // Status reports the daemon's state.
@@ -440,13 +448,13 @@ func (d *Daemon) Status(ctx context.Context) *DaemonStatus {
 	} else {
 		st.ContainerdErr = err.Error()
 	}
-	st.Sources = SourceStatuses(d.store.Load(), s.Index, time.Now())
+	st.Sources = SourceStatuses(s.Policy, d.store.Load(), s.Index, time.Now())
 	return st
 }
 
 // SourceStatuses combines the cache's recorded sync status with the
 // loaded index of each source.
-func SourceStatuses(store *cache.Store, ix *verify.Index, now time.Time) []*SourceStatus {
+func SourceStatuses(p *policy.Policy, store *cache.Store, ix *verify.Index, now time.Time) []*SourceStatus {
 	var out []*SourceStatus
 	for _, cs := range store.Statuses() {
 		ss := &SourceStatus{Status: *cs}
@@ -461,8 +469,24 @@ func SourceStatuses(store *cache.Store, ix *verify.Index, now time.Time) []*Sour
 				if ss.Expires.IsZero() || r.Expires.Before(ss.Expires) {
 					ss.Expires, ss.ExpiresRole = r.Expires, r.ExpiresRole
 				}
+				if !r.FreshUntil.IsZero() && (ss.FreshUntil.IsZero() || r.FreshUntil.Before(ss.FreshUntil)) {
+					ss.FreshUntil, ss.FreshRole = r.FreshUntil, r.FreshRole
+				}
 			}
 			ss.Expired = !ss.Expires.IsZero() && now.After(ss.Expires)
+			if !ss.FreshUntil.IsZero() && now.After(ss.FreshUntil) {
+				grace := p.Daemon.OfflineGrace
+				if src := p.Source(cs.Source); src != nil && src.OfflineGrace != nil {
+					grace = *src.OfflineGrace
+				}
+				end := ss.FreshUntil.Add(grace)
+				if si.Unreachable && grace > 0 && now.Before(end) {
+					ss.Grace = fmt.Sprintf("in use: %s expired at %s, source unreachable since %s; grace ends %s", ss.FreshRole, ss.FreshUntil.UTC().Format(time.RFC3339), si.UnreachableSince.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
+				} else {
+					ss.Expired = true
+					ss.Expires, ss.ExpiresRole = ss.FreshUntil, ss.FreshRole
+				}
+			}
 		}
 		out = append(out, ss)
 	}

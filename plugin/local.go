@@ -51,7 +51,7 @@ func OpenLocalPolicy(p *policy.Policy, log *slog.Logger) (*Local, error) {
 	}
 	ix, errs := store.LoadIndex()
 	mc := store.Manifests
-	e := &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{mc}}}
+	e := &Engine{Log: log, Resolver: &Resolver{Readers: []BlobReader{mc}}, Now: store.Clock.Now}
 	e.Swap(&Snapshot{Policy: p, Index: ix})
 	return &Local{Policy: p, Store: store, Engine: e, LoadErrors: errs}, nil
 }
@@ -68,32 +68,51 @@ type SyncResult struct {
 	Changed bool   `json:"changed"`
 	Summary string `json:"summary,omitempty"`
 	Error   string `json:"error,omitempty"`
+	// Unreachable: the source could not be reached (offline grace may apply).
+	Unreachable bool `json:"unreachable,omitempty"`
 }
 
 // Sync refreshes every source from the network now.
 func (l *Local) Sync(ctx context.Context) []SyncResult {
-	return syncStore(ctx, l.Store, func(si *verify.SourceIndex) {
-		l.Engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
-	})
+	return syncStore(ctx, l.Store, l.Engine.SwapIndex)
 }
 
-// syncStore syncs every source of store in turn; installed is called with
-// each source's new index after a successful sync.
-func syncStore(ctx context.Context, store *cache.Store, installed func(*verify.SourceIndex)) []SyncResult {
+// syncStore syncs every source of store in turn and installs each result
+// with swap: a source's new index after a (partly) successful sync, or its
+// old one marked unreachable when the source could not be reached.
+func syncStore(ctx context.Context, store *cache.Store, swap func(func(*verify.Index) *verify.Index)) []SyncResult {
 	var out []SyncResult
 	for _, src := range store.Sources() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-		res, err := store.SyncSource(sctx, src, time.Now())
+		if err := store.Clock.Observe(); err != nil {
+			out = append(out, SyncResult{Source: src.Name(), Error: "cache clock: " + err.Error()})
+			cancel()
+			continue
+		}
+		res, st, err := store.SyncSource(sctx, src, store.Clock.Now())
 		cancel()
 		r := SyncResult{Source: src.Name(), OK: err == nil}
 		if err != nil {
 			r.Error = err.Error()
 		}
-		if res != nil && res.Index != nil {
+		switch {
+		case res != nil && res.Index != nil:
 			// Even a partly failed sync (some Notary repositories) installs
 			// what did verify; failed repositories keep their cached data.
 			r.Changed, r.Summary = res.Changed, res.Summary
-			installed(res.Index)
+			si := res.Index
+			if st != nil && st.Unreachable {
+				si = si.WithReachability(true, st.UnreachableSince)
+			}
+			swap(func(ix *verify.Index) *verify.Index { return ix.With(si) })
+		case st != nil && st.Unreachable:
+			r.Unreachable = true
+			swap(func(ix *verify.Index) *verify.Index {
+				if old := ix.Source(src.Name()); old != nil {
+					return ix.With(old.WithReachability(true, st.UnreachableSince))
+				}
+				return ix
+			})
 		}
 		out = append(out, r)
 	}

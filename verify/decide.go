@@ -90,6 +90,9 @@ type Decision struct {
 	Threshold int      `json:"threshold,omitempty"`
 	Namespace string   `json:"namespace,omitempty"`
 	Reason    string   `json:"reason"`
+	// Grace is set when the decision rests on expired timestamp or
+	// snapshot data used under offline_grace; it says so and until when.
+	Grace string `json:"grace,omitempty"`
 }
 
 // Message is the decision as one line for a person: for a denial it names
@@ -122,6 +125,11 @@ func (d Decision) Message() string {
 	}
 	b.WriteString(": ")
 	b.WriteString(d.Reason)
+	if d.Grace != "" {
+		b.WriteString(" (")
+		b.WriteString(d.Grace)
+		b.WriteString(")")
+	}
 	return b.String()
 }
 
@@ -232,6 +240,25 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 	if !rt.Expires.IsZero() && now.After(rt.Expires) {
 		d.Reason = fmt.Sprintf("trust data for %s expired at %s (role %s); refusing expired trust data", ref.Repo, rt.Expires.UTC().Format(time.RFC3339), rt.ExpiresRole)
 		return d
+	}
+	if !rt.FreshUntil.IsZero() && now.After(rt.FreshUntil) {
+		grace := p.Daemon.OfflineGrace
+		if src := p.Source(r.Source); src != nil && src.OfflineGrace != nil {
+			grace = *src.OfflineGrace
+		}
+		exp := fmt.Sprintf("the %s of %s's trust data expired at %s", rt.FreshRole, ref.Repo, rt.FreshUntil.UTC().Format(time.RFC3339))
+		switch {
+		case grace <= 0:
+			d.Reason = exp + "; refusing expired trust data (offline_grace is 0)"
+			return d
+		case !si.Unreachable:
+			d.Reason = exp + fmt.Sprintf("; source %q is reachable, so offline grace does not apply: it must serve fresh data", r.Source)
+			return d
+		case now.After(rt.FreshUntil.Add(grace)):
+			d.Reason = exp + fmt.Sprintf("; the offline grace of %s ended at %s", grace, rt.FreshUntil.Add(grace).UTC().Format(time.RFC3339))
+			return d
+		}
+		d.Grace = fmt.Sprintf("on offline grace: %s, source %q unreachable since %s, grace ends %s", exp, r.Source, si.UnreachableSince.UTC().Format(time.RFC3339), rt.FreshUntil.Add(grace).UTC().Format(time.RFC3339))
 	}
 	signers := r.Signers
 	if len(signers) == 0 && si.Kind == "notary" {

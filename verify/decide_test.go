@@ -223,3 +223,64 @@ func TestSplitTargetName(t *testing.T) {
 		}
 	}
 }
+
+func TestDecideOfflineGrace(t *testing.T) {
+	base := `version = 1
+[daemon]
+offline_grace = "24h"
+[[source]]
+name = "corp"
+kind = "tuf"
+url = "https://tuf.example.com/"
+root = "root.json"
+repositories = ["registry.example.com/**"]
+[[rule]]
+images = ["registry.example.com/**"]
+action = "verify"
+source = "corp"
+`
+	p, err := policy.Parse("policy.toml", []byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	strict, err := policy.Parse("policy.toml", []byte(strings.Replace(base, `offline_grace = "24h"`, `offline_grace = "0s"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := time.Date(2026, 1, 10, 0, 0, 0, 0, time.UTC) // timestamp expiry
+	hard := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)   // targets expiry
+	repo := func() map[string]*Repo {
+		return map[string]*Repo{"registry.example.com/app": {
+			Name: "registry.example.com/app", Expires: hard, ExpiresRole: "targets", FreshUntil: fresh, FreshRole: "timestamp",
+			Tags: map[string]RoleTargets{"1": {"targets": {Digest: dg("app-1")}}},
+		}}
+	}
+	reachable := NewIndex(&SourceIndex{Name: "corp", Kind: "tuf", Repos: repo()})
+	unreachable := reachable.With(reachable.Source("corp").WithReachability(true, fresh.Add(-time.Hour)))
+	f := Facts{Subject: SubjectPull, Image: "registry.example.com/app:1", Digest: dg("app-1")}
+	for _, tc := range []struct {
+		name    string
+		p       *policy.Policy
+		ix      *Index
+		now     time.Time
+		allowed bool
+		want    string
+	}{
+		{"fresh data", p, reachable, fresh.Add(-time.Minute), true, ""},
+		{"expired timestamp, grace 0", strict, unreachable, fresh.Add(time.Hour), false, "offline_grace is 0"},
+		{"expired timestamp, source reachable", p, reachable, fresh.Add(time.Hour), false, "offline grace does not apply"},
+		{"expired timestamp, unreachable, within grace", p, unreachable, fresh.Add(time.Hour), true, "on offline grace"},
+		{"expired timestamp, unreachable, grace over", p, unreachable, fresh.Add(25 * time.Hour), false, "offline grace of 24h0m0s ended"},
+		{"targets expired: never graced", p, unreachable, hard.Add(time.Hour), false, "role targets"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := Decide(tc.p, tc.ix, f, tc.now)
+			if d.Allowed != tc.allowed || !strings.Contains(d.Message(), tc.want) {
+				t.Fatalf("allowed=%v: %s", d.Allowed, d.Message())
+			}
+			if tc.allowed && tc.want != "" && d.Grace == "" {
+				t.Fatal("a decision on grace must say so")
+			}
+		})
+	}
+}

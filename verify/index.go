@@ -22,6 +22,18 @@ type SourceIndex struct {
 	Version string
 	// Updated is when the data was last verified from the source.
 	Updated time.Time
+	// Unreachable is set while the source cannot be reached (the last sync
+	// failed to connect, timed out or got a server error), since
+	// UnreachableSince; offline grace applies only then.
+	Unreachable      bool
+	UnreachableSince time.Time
+}
+
+// WithReachability returns a copy of s with its reachability set.
+func (s *SourceIndex) WithReachability(unreachable bool, since time.Time) *SourceIndex {
+	c := *s
+	c.Unreachable, c.UnreachableSince = unreachable, since
+	return &c
 }
 
 // Index is the whole verified trust data trustd decides from: one

@@ -34,10 +34,18 @@ type Repo struct {
 	// in which the source's own client would consult them).
 	Tags  map[string]RoleTargets `json:"tags"`
 	Order map[string][]string    `json:"order,omitempty"`
-	// Expires is the earliest expiry among the metadata this data rests on.
+	// Expires is the earliest expiry among the metadata this data rests
+	// on that offline grace never extends: root (and its certificates),
+	// targets and delegations.
 	Expires time.Time `json:"expires"`
 	// ExpiresRole names the role that expires first.
 	ExpiresRole string `json:"expires_role"`
+	// FreshUntil is the earliest expiry of the timestamp and snapshot: the
+	// freshness guarantee, which `offline_grace` may extend while the
+	// source is unreachable. Zero means the same as Expires.
+	FreshUntil time.Time `json:"fresh_until,omitzero"`
+	// FreshRole names the role that expires at FreshUntil.
+	FreshRole string `json:"fresh_role,omitempty"`
 	// Problems lists non-fatal findings made during verification (an
 	// expired or under-threshold delegation that was ignored).
 	Problems []string `json:"problems,omitempty"`

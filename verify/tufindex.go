@@ -37,23 +37,23 @@ func SplitTargetName(name string) (repo, tag string, err error) {
 // chain from the top-level targets authorises that role for the target's
 // name, with TUF's pre-order, terminating-aware search; `path_hash_prefixes`
 // are matched on the hex SHA-256 of the name as the TUF specification says.
-// Expiry is taken as the earliest of all roles loaded.
+// Expiry is the earliest of root, targets and delegations; freshness that
+// of timestamp and snapshot.
 func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata) (map[string]*Repo, []string) {
 	var problems []string
 	expires, expRole := tm.Root.Signed.Expires, "root"
-	consider := func(t time.Time, role string) {
-		if t.Before(expires) {
-			expires, expRole = t, role
+	for name, t := range tm.Targets {
+		if t.Signed.Expires.Before(expires) || t.Signed.Expires.Equal(expires) && expRole != "root" && name < expRole {
+			expires, expRole = t.Signed.Expires, name
 		}
 	}
+	var fresh time.Time
+	var freshRole string
 	if tm.Timestamp != nil {
-		consider(tm.Timestamp.Signed.Expires, "timestamp")
+		fresh, freshRole = tm.Timestamp.Signed.Expires, "timestamp"
 	}
-	if tm.Snapshot != nil {
-		consider(tm.Snapshot.Signed.Expires, "snapshot")
-	}
-	for name, t := range tm.Targets {
-		consider(t.Signed.Expires, name)
+	if tm.Snapshot != nil && (fresh.IsZero() || tm.Snapshot.Signed.Expires.Before(fresh)) {
+		fresh, freshRole = tm.Snapshot.Signed.Expires, "snapshot"
 	}
 
 	// Every name any loaded role lists.
@@ -83,7 +83,7 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata) (map[string]*R
 			}
 			r := repos[repo]
 			if r == nil {
-				r = &Repo{Source: source, Name: repo, Tags: map[string]RoleTargets{}, Order: map[string][]string{}, Expires: expires, ExpiresRole: expRole}
+				r = &Repo{Source: source, Name: repo, Tags: map[string]RoleTargets{}, Order: map[string][]string{}, Expires: expires, ExpiresRole: expRole, FreshUntil: fresh, FreshRole: freshRole}
 				repos[repo] = r
 			}
 			if r.Tags[tag] == nil {

@@ -285,7 +285,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		if err != nil {
 			return exitUsage, err
 		}
-		st.Sources = plugin.SourceStatuses(l.Store, l.Engine.Snapshot().Index, time.Now())
+		st.Sources = plugin.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
 	}
 	if perr != nil {
 		fmt.Fprintf(stderr, "trustd status: the policy file does not load (the daemon keeps its last good policy): %v\n", perr)
@@ -314,6 +314,10 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 			state, code = "NO DATA", exitDenied
 		case s.Expired:
 			state, code = "EXPIRED", exitDenied
+		case s.Grace != "":
+			state = "ON OFFLINE GRACE"
+		case s.Unreachable:
+			state = "UNREACHABLE since " + s.UnreachableSince.Format(time.RFC3339) + " (cached data in force)"
 		case s.LastError != "":
 			state = "STALE (last sync failed)"
 		}
@@ -326,6 +330,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		}
 		if s.LastError != "" {
 			fmt.Fprintf(stdout, "  last sync error (%s): %s\n", s.LastAttempt.Format(time.RFC3339), s.LastError)
+		}
+		if s.Grace != "" {
+			fmt.Fprintf(stdout, "  offline grace %s\n", s.Grace)
 		}
 		if s.LoadError != "" {
 			fmt.Fprintf(stdout, "  %s\n", s.LoadError)
