@@ -118,6 +118,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	} else {
 		log.Warn("containerd's API is not reachable; decisions use NRI facts and trustd's manifest cache only", "error", err.Error())
 	}
+	go (&ImageWatcher{Ctrd: d.ctrd, Engine: d.engine, Log: log}).Run(ctx)
 	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
 	log.Info("trustd ready", "nri_socket", p.Daemon.NRISocket, "control_socket", p.Daemon.ControlSocket)
 	go d.watchdog(ctx)

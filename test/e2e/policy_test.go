@@ -139,6 +139,33 @@ to = %q
 		assertDenied(t, "pull of an unsigned image through the mirror", err, s.Registry+"/demo/unsigned", fragNotSigned)
 	})
 
+	t.Run("image events: side-loaded images are judged and labelled", func(t *testing.T) {
+		tar := filepath.Join(t.TempDir(), "both.tar")
+		other := newImage(t, s, "demo/labelled:2", "unsigned, to be labelled")
+		harness.DockerSaveTar(t, tar, map[string]v1.Image{signed.ref: signed.img, other.ref: other.img})
+		s.Node.ImportArchive(t, tar, signed.ref, other.ref)
+		for ref, want := range map[string]string{signed.ref: "allowed", other.ref: "denied"} {
+			deadline := time.Now().Add(decisionTimeout)
+			for {
+				img, err := s.Node.Client.GetImage(t.Context(), ref)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l := img.Labels()
+				if l["trustd.dev/verdict"] == want && l["trustd.dev/digest"] == string(img.Target().Digest) && l["trustd.dev/reason"] != "" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: labels %v, want verdict %q", ref, l, want)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		if _, err := td.WaitLog(decisionTimeout, `"via":"image-event"`, `"decision":"deny"`, other.repo(t)); err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("reload: a broken policy is rejected, the last good one enforces", func(t *testing.T) {
 		// Side-load the unsigned image so that only creation judges it.
 		tar := filepath.Join(t.TempDir(), "unsigned.tar")
