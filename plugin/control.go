@@ -54,6 +54,8 @@ type ControlServer struct {
 	Engine *Engine
 	Status func(ctx context.Context) any
 	Sync   func(ctx context.Context) any
+	// ReloadCache re-reads the verified cache from disk (after an import).
+	ReloadCache func(ctx context.Context) any
 	// Refresh, if set, is called for a denied pull: it may fetch the
 	// repository's trust data online (a pull is online) and returns true
 	// when the decision should be made again.
@@ -88,6 +90,9 @@ func (c *ControlServer) Listen(path string) error {
 	})
 	mux.HandleFunc("POST /v1/sync", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, c.Sync(r.Context()))
+	})
+	mux.HandleFunc("POST /v1/reload-cache", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, c.ReloadCache(r.Context()))
 	})
 	c.ln = ln
 	c.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}

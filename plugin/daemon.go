@@ -86,7 +86,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.policyLoaded = time.Now()
 	log.Info("policy loaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules), "sources", len(p.Sources))
 
-	d.control = &ControlServer{Engine: d.engine, Status: func(ctx context.Context) any { return d.Status(ctx) }, Sync: d.syncRequest, Refresh: d.refreshForPull}
+	d.control = &ControlServer{Engine: d.engine, Status: func(ctx context.Context) any { return d.Status(ctx) }, Sync: d.syncRequest, Refresh: d.refreshForPull, ReloadCache: d.reloadCache}
 	if err := d.control.Listen(p.Daemon.ControlSocket); err != nil {
 		return err
 	}
@@ -357,6 +357,20 @@ func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) bool {
 	d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
 	d.Log.Info("trust data fetched at pull", "source", dec.Source, "repository", ref.Repo)
 	return true
+}
+
+// reloadCache re-verifies the cache from disk and installs it (after a
+// `trustd cache import`); it returns the sources that failed to load.
+func (d *Daemon) reloadCache(ctx context.Context) any {
+	store := d.store.Load()
+	ix, errs := store.LoadIndex()
+	d.engine.SwapIndex(func(*verify.Index) *verify.Index { return ix })
+	var msgs []string
+	for _, e := range errs {
+		msgs = append(msgs, e.Error())
+	}
+	d.Log.Info("cache reloaded from disk", "errors", len(msgs))
+	return msgs
 }
 
 // syncRequest runs a sync round now (for `trustd sync` with a running

@@ -66,6 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code, err = cmdPolicy(rest, stdout, stderr)
 	case "status":
 		code, err = cmdStatus(rest, stdout, stderr)
+	case "cache":
+		code, err = cmdCache(rest, stdin, stdout, stderr)
 	case plugin.VerifierName:
 		return runVerifier(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":
@@ -104,6 +106,9 @@ Commands:
   inspect [--json] REPOSITORY signed tags, digests and signers from the cache
   policy check [FILE]         parse and validate a policy file
   status [--json]             per source: last sync, versions, expiry
+  cache export FILE [PATTERN...]
+                              write verified trust data (and signed manifests) for an air-gapped node
+  cache import FILE           re-verify a bundle against this node's policy and install what is newer
 
 --config PATH defaults to $TRUSTD_CONFIG, then /etc/trustd/policy.toml.
 Invoked as trustd-verifier, trustd speaks containerd's image verifier protocol.
