@@ -58,8 +58,9 @@ type ControlServer struct {
 	ReloadCache func(ctx context.Context) any
 	// Refresh, if set, is called for a denied pull: it may fetch the
 	// repository's trust data online (a pull is online) and returns true
-	// when the decision should be made again.
-	Refresh func(ctx context.Context, d verify.Decision) bool
+	// when the decision should be made again, or the error that stopped
+	// the fetch (which then becomes part of the reason).
+	Refresh func(ctx context.Context, d verify.Decision) (bool, error)
 
 	srv *http.Server
 	ln  net.Listener
@@ -127,11 +128,18 @@ func (c *ControlServer) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := verify.Facts{Subject: parseSubject(req.Subject), Image: req.Image, Namespace: req.Namespace, Digest: req.Digest, ConfigDigest: req.ConfigDigest}
-	via := Context{Via: "control:" + req.Subject}
-	d := c.Engine.Decide(r.Context(), f, via)
-	if !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil && c.Refresh(r.Context(), d) {
-		d = c.Engine.Decide(r.Context(), f, via)
+	start := time.Now()
+	d := c.Engine.decide(r.Context(), f)
+	if !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil {
+		again, err := c.Refresh(r.Context(), d)
+		switch {
+		case err != nil:
+			d.Reason += fmt.Sprintf("; fetching its trust data from source %q failed: %v", d.Source, err)
+		case again:
+			d = c.Engine.decide(r.Context(), f)
+		}
 	}
+	c.Engine.Record(f, d, Context{Via: "control:" + req.Subject}, time.Since(start))
 	writeJSON(w, d)
 }
 

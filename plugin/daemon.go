@@ -47,7 +47,7 @@ type Daemon struct {
 	nriConnected bool
 	nriSince     time.Time
 	lastSyncLoop time.Time
-	refreshed    map[string]time.Time
+	refreshed    map[string]refreshed
 	syncNow      chan struct{}
 }
 
@@ -321,27 +321,27 @@ func (d *Daemon) wantStoredImages(ctx context.Context, store *cache.Store) {
 // trust data of a repository whose pull was denied by a per-repository
 // source (Notary): a pull is online, so a repository not cached yet, or a
 // tag signed since the last sync, is judged on fresh data.
-func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) bool {
+func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) (bool, error) {
 	if dec.Source == "" {
-		return false
+		return false, nil
 	}
 	ref, err := policy.ParseRef(dec.Image)
 	if err != nil {
-		return false
+		return false, nil
 	}
 	key := dec.Source + "\x00" + ref.Repo
 	d.mu.Lock()
 	if d.refreshed == nil {
-		d.refreshed = map[string]time.Time{}
+		d.refreshed = map[string]refreshed{}
 	}
-	if t, ok := d.refreshed[key]; ok && time.Since(t) < 5*time.Second {
+	if r, ok := d.refreshed[key]; ok && time.Since(r.at) < 5*time.Second {
 		d.mu.Unlock()
-		return false
+		return false, r.err // fetched a moment ago: the same answer
 	}
 	if len(d.refreshed) > 10000 {
 		clear(d.refreshed)
 	}
-	d.refreshed[key] = time.Now()
+	d.refreshed[key] = refreshed{at: time.Now()}
 	d.mu.Unlock()
 	store := d.store.Load()
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
@@ -349,14 +349,17 @@ func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) bool {
 	si, err := store.SyncRepository(ctx, dec.Source, ref.Repo, store.Clock.Now())
 	if err != nil {
 		d.Log.Warn("fetching trust data at pull failed", "source", dec.Source, "repository", ref.Repo, "error", err.Error())
-		return false
+		d.mu.Lock()
+		d.refreshed[key] = refreshed{at: time.Now(), err: err}
+		d.mu.Unlock()
+		return false, err
 	}
 	if si == nil || d.store.Load() != store {
-		return false
+		return false, nil
 	}
 	d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
 	d.Log.Info("trust data fetched at pull", "source", dec.Source, "repository", ref.Repo)
-	return true
+	return true, nil
 }
 
 // reloadCache re-verifies the cache from disk and installs it (after a
@@ -371,6 +374,12 @@ func (d *Daemon) reloadCache(ctx context.Context) any {
 	}
 	d.Log.Info("cache reloaded from disk", "errors", len(msgs))
 	return msgs
+}
+
+// refreshed is the outcome of the last fetch of a repository at a pull.
+type refreshed struct {
+	at  time.Time
+	err error
 }
 
 // syncRequest runs a sync round now (for `trustd sync` with a running

@@ -74,7 +74,22 @@ type Context struct {
 // do not allow the image.
 func (e *Engine) Decide(ctx context.Context, f verify.Facts, c Context) verify.Decision {
 	start := time.Now()
-	now := start
+	d := e.decide(ctx, f)
+	e.Record(f, d, c, time.Since(start))
+	return d
+}
+
+// Record logs a decision and reports it to OnDecision.
+func (e *Engine) Record(f verify.Facts, d verify.Decision, c Context, took time.Duration) {
+	e.log(f, d, c, took)
+	if e.OnDecision != nil {
+		e.OnDecision(f, d, took)
+	}
+}
+
+// decide is Decide without the record of it.
+func (e *Engine) decide(ctx context.Context, f verify.Facts) verify.Decision {
+	now := time.Now()
 	if e.Now != nil {
 		now = e.Now()
 	}
@@ -95,11 +110,6 @@ func (e *Engine) Decide(ctx context.Context, f verify.Facts, c Context) verify.D
 				d = verify.Decide(s.Policy, s.Index, f, now)
 			}
 		}
-	}
-	took := time.Since(start)
-	e.log(f, d, c, took)
-	if e.OnDecision != nil {
-		e.OnDecision(f, d, took)
 	}
 	return d
 }
