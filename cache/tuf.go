@@ -387,5 +387,6 @@ func (s *TUFSource) writeBundle(b *TUFBundle) error {
 	if err != nil {
 		return err
 	}
+	RemoveStaleTemps(s.bundlePath())
 	return WriteFileAtomic(s.bundlePath(), data, 0o600)
 }
