@@ -48,6 +48,8 @@ type Daemon struct {
 	nriSince     time.Time
 	lastSyncLoop time.Time
 	refreshed    map[string]refreshed
+	nriRuntime   string
+	nriMode      NRIMode
 	syncNow      chan struct{}
 }
 
@@ -179,7 +181,11 @@ func (d *Daemon) trigger() {
 // nriLoop keeps the plugin registered: it (re)connects with back-off
 // whenever the connection is down (containerd restarted).
 func (d *Daemon) nriLoop(ctx context.Context, socket string, up chan<- struct{}) {
-	pl := &NRIPlugin{Engine: d.engine, Images: d.ctrd, Log: d.Log, OnSynchronize: d.onSynchronize}
+	pl := &NRIPlugin{Engine: d.engine, Images: d.ctrd, Log: d.Log, OnSynchronize: d.onSynchronize, OnConfigure: func(runtime, version string, mode NRIMode) {
+		d.mu.Lock()
+		d.nriRuntime, d.nriMode = runtime+" "+version, mode
+		d.mu.Unlock()
+	}}
 	backoff := 200 * time.Millisecond
 	first := true
 	for ctx.Err() == nil {
@@ -439,6 +445,9 @@ type DaemonStatus struct {
 	ReloadAt      time.Time       `json:"reload_at,omitzero"`
 	NRIConnected  bool            `json:"nri_connected"`
 	NRISince      time.Time       `json:"nri_since,omitzero"`
+	NRIRuntime    string          `json:"nri_runtime,omitempty"`
+	NRIMode       NRIMode         `json:"nri_mode,omitempty"`
+	Warnings      []string        `json:"warnings,omitempty"`
 	Containerd    string          `json:"containerd_version,omitempty"`
 	ContainerdErr string          `json:"containerd_error,omitempty"`
 	Sources       []*SourceStatus `json:"sources"`
@@ -465,8 +474,11 @@ type SourceStatus struct {
 func (d *Daemon) Status(ctx context.Context) *DaemonStatus {
 	s := d.engine.Snapshot()
 	d.mu.Lock()
-	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince}
+	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince, NRIRuntime: d.nriRuntime, NRIMode: d.nriMode}
 	d.mu.Unlock()
+	if st.NRIMode == ModeCreate {
+		st.Warnings = append(st.Warnings, "this containerd has no NRI validation: trustd rejects in CreateContainer, where a plugin time-out or crash lets a container through (containerd 2.2 or later fails closed)")
+	}
 	if v, err := d.ctrd.Version(ctx); err == nil {
 		st.Containerd = v
 	} else {

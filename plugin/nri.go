@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"strconv"
 
 	"github.com/containerd/nri/pkg/api"
 	nrilog "github.com/containerd/nri/pkg/log"
@@ -40,6 +42,65 @@ type NRIPlugin struct {
 	// OnSynchronize, if set, is called with the containers running when
 	// the plugin (re)connects.
 	OnSynchronize func(ctx context.Context, pods []*api.PodSandbox, ctrs []*api.Container)
+	// OnConfigure, if set, is told the runtime and the decision point
+	// chosen for it.
+	OnConfigure func(runtime, version string, mode NRIMode)
+}
+
+// NRIMode is where trustd decides, by what the runtime supports.
+type NRIMode string
+
+const (
+	// ModeValidate decides in ValidateContainerAdjustment (NRI validation,
+	// containerd >= 2.2): fails closed on error, time-out and crash.
+	ModeValidate NRIMode = "validate"
+	// ModeCreate decides in CreateContainer (containerd 2.0 and 2.1): an
+	// error rejects, but a plugin time-out or crash lets the container
+	// through.
+	ModeCreate NRIMode = "create"
+)
+
+var containerdVersion = regexp.MustCompile(`^v?(\d+)\.(\d+)`)
+
+// ModeFor chooses the decision point for a runtime: CreateContainer only
+// on containerd releases without NRI validation (before 2.2).
+func ModeFor(runtime, version string) NRIMode {
+	if runtime != "containerd" && runtime != "io.containerd" {
+		return ModeValidate
+	}
+	m := containerdVersion.FindStringSubmatch(version)
+	if m == nil {
+		return ModeValidate
+	}
+	major, _ := strconv.Atoi(m[1])
+	minor, _ := strconv.Atoi(m[2])
+	if major < 2 || major == 2 && minor < 2 {
+		return ModeCreate
+	}
+	return ModeValidate
+}
+
+// Configure implements NRI's configuration: it subscribes to the event
+// where the runtime lets trustd decide.
+func (p *NRIPlugin) Configure(ctx context.Context, config, runtime, version string) (api.EventMask, error) {
+	mode := ModeFor(runtime, version)
+	var mask api.EventMask
+	if mode == ModeCreate {
+		mask.Set(api.Event_CREATE_CONTAINER)
+		p.Log.Warn("this containerd has no NRI validation: trustd rejects in CreateContainer, where a plugin time-out or crash lets a container through; upgrade to containerd 2.2 or later to fail closed", "runtime", runtime, "version", version)
+	} else {
+		mask.Set(api.Event_VALIDATE_CONTAINER_ADJUSTMENT)
+		p.Log.Info("deciding in NRI validation (fail-closed)", "runtime", runtime, "version", version)
+	}
+	if p.OnConfigure != nil {
+		p.OnConfigure(runtime, version, mode)
+	}
+	return mask, nil
+}
+
+// CreateContainer decides on runtimes without NRI validation.
+func (p *NRIPlugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	return nil, nil, p.decideContainer(ctx, pod, ctr, "nri-create")
 }
 
 // ContainerFacts gathers the facts about a container from NRI's message,
@@ -85,9 +146,12 @@ func (p *NRIPlugin) ContainerFacts(ctx context.Context, pod *api.PodSandbox, ctr
 // ValidateContainerAdjustment implements NRI's validation hook: the
 // decision point, since NRI fails closed on its errors and time-outs.
 func (p *NRIPlugin) ValidateContainerAdjustment(ctx context.Context, req *api.ValidateContainerAdjustmentRequest) error {
-	ctr := req.GetContainer()
-	c := Context{Pod: req.GetPod().GetName(), Container: ctr.GetName(), Via: "nri"}
-	f, err := p.ContainerFacts(ctx, req.GetPod(), ctr)
+	return p.decideContainer(ctx, req.GetPod(), req.GetContainer(), "nri")
+}
+
+func (p *NRIPlugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, via string) error {
+	c := Context{Pod: pod.GetName(), Container: ctr.GetName(), Via: via}
+	f, err := p.ContainerFacts(ctx, pod, ctr)
 	if err != nil {
 		d := verify.Decision{Image: f.Image, Requested: f.Image, Namespace: f.Namespace, Signers: []string{}, Reason: "could not gather the image's facts: " + err.Error()}
 		p.Engine.log(f, d, c, 0)

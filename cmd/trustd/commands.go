@@ -298,7 +298,10 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		return exitOK, json.NewEncoder(stdout).Encode(withDaemon{st, running})
 	}
 	if running {
-		fmt.Fprintf(stdout, "daemon: running; NRI connected: %v; containerd %s%s\n", st.NRIConnected, st.Containerd, st.ContainerdErr)
+		fmt.Fprintf(stdout, "daemon: running; NRI connected: %v (%s, decides in %s); containerd %s%s\n", st.NRIConnected, st.NRIRuntime, st.NRIMode, st.Containerd, st.ContainerdErr)
+		for _, w := range st.Warnings {
+			fmt.Fprintf(stdout, "WARNING: %s\n", w)
+		}
 	} else {
 		fmt.Fprintln(stdout, "daemon: not running (status from the cache)")
 	}
