@@ -88,9 +88,12 @@ to = "docker.io"
 from = "localhost:5000"
 to = "registry.example.com/apps"
 `,
-	// 2: global audit, a rule that enforces, a source never loaded.
+	// 2: global audit, a rule that enforces, a source never loaded,
+	// offline grace.
 	`version = 1
 mode = "audit"
+[daemon]
+offline_grace = "6h"
 [[source]]
 name = "corp"
 kind = "tuf"
@@ -151,7 +154,8 @@ func fuzzIndex(expires time.Time) *verify.Index {
 	t := func(s string) verify.Target { return verify.Target{Digest: digest.FromString(s), Length: 10} }
 	corp := &verify.SourceIndex{Name: "corp", Kind: "tuf", Repos: map[string]*verify.Repo{
 		"registry.example.com/apps/web": {
-			Source: "corp", Name: "registry.example.com/apps/web", Expires: expires, ExpiresRole: "timestamp",
+			Source: "corp", Name: "registry.example.com/apps/web", Expires: expires, ExpiresRole: "targets",
+			FreshUntil: expires.Add(-12 * time.Hour), FreshRole: "timestamp",
 			Tags: map[string]verify.RoleTargets{
 				"1.0":   {"targets": t("web-1.0"), "release": t("web-1.0")},
 				"2.0":   {"release": t("web-2.0"), "targets": t("web-1.0")},
@@ -164,7 +168,7 @@ func fuzzIndex(expires time.Time) *verify.Index {
 			Source: "corp", Name: "registry.example.com/apps/audited", Expires: expires.Add(-48 * time.Hour),
 			Tags: map[string]verify.RoleTargets{"1": {"targets": t("web-2.0")}},
 		},
-	}}
+	}, Unreachable: true, UnreachableSince: expires.Add(-36 * time.Hour)}
 	hub := &verify.SourceIndex{Name: "hub", Kind: "notary", Repos: map[string]*verify.Repo{
 		"docker.io/library/nginx": {
 			Source: "hub", Name: "docker.io/library/nginx", Expires: expires,
@@ -262,6 +266,9 @@ func FuzzDecide(f *testing.F) {
 		}
 		if d.Requested != image {
 			t.Fatalf("Requested = %q, want %q", d.Requested, image)
+		}
+		if d.Grace != "" && !strings.Contains(d.Message(), d.Grace) {
+			t.Fatalf("a decision on offline grace must say so: %s", d.Message())
 		}
 		if d.Audit && !d.Allowed {
 			t.Fatalf("an audit decision must allow: %+v", d)

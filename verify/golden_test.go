@@ -56,6 +56,10 @@ type goldenSource struct {
 	Error string `json:"error,omitempty"`
 	// Repos maps a normalised repository name to its trust data.
 	Repos map[string]goldenRepo `json:"repos,omitempty"`
+	// Unreachable says the source's last syncs failed to reach it, since
+	// UnreachableSince (offline grace applies only then).
+	Unreachable      bool      `json:"unreachable,omitempty"`
+	UnreachableSince time.Time `json:"unreachable_since,omitzero"`
 }
 
 type goldenRepo struct {
@@ -65,6 +69,10 @@ type goldenRepo struct {
 	Order       map[string][]string `json:"order,omitempty"`
 	Expires     time.Time           `json:"expires,omitzero"`
 	ExpiresRole string              `json:"expires_role,omitempty"`
+	// FreshUntil and FreshRole: the earliest timestamp or snapshot expiry,
+	// which offline_grace may extend (optional).
+	FreshUntil time.Time `json:"fresh_until,omitzero"`
+	FreshRole  string    `json:"fresh_role,omitempty"`
 }
 
 // goldenCase is one set of facts to judge.
@@ -147,7 +155,7 @@ func loadGoldenIndex(path string, seen map[digest.Digest]string) (*verify.Index,
 		if gs.Kind != policy.KindTUF && gs.Kind != policy.KindNotary {
 			return nil, fmt.Errorf("%s: source %q: unknown kind %q", path, name, gs.Kind)
 		}
-		si := &verify.SourceIndex{Name: name, Kind: gs.Kind, Repos: map[string]*verify.Repo{}}
+		si := &verify.SourceIndex{Name: name, Kind: gs.Kind, Repos: map[string]*verify.Repo{}, Unreachable: gs.Unreachable, UnreachableSince: gs.UnreachableSince}
 		if gs.Error != "" {
 			si.Err = errors.New(gs.Error)
 		}
@@ -160,6 +168,7 @@ func loadGoldenIndex(path string, seen map[digest.Digest]string) (*verify.Index,
 				Tags:    map[string]verify.RoleTargets{},
 				Order:   gr.Order,
 				Expires: gr.Expires, ExpiresRole: gr.ExpiresRole,
+				FreshUntil: gr.FreshUntil, FreshRole: gr.FreshRole,
 			}
 			for tag, roles := range gr.Tags {
 				r.Tags[tag] = verify.RoleTargets(roles)
