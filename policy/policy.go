@@ -239,13 +239,50 @@ func (p *Policy) Candidates(repo string) []*Rule {
 	}
 	slices.SortStableFunc(cs, func(a, b cand) int { return cmp.Compare(b.score, a.score) })
 	var out []*Rule
-	for _, c := range cs {
+	for i, c := range cs {
+		if shadowedNS(c.r, cs[:i], func(x cand) *Rule { return x.r }) {
+			continue // every namespace it names is decided by a rule before it
+		}
 		out = append(out, c.r)
 		if c.r.anyNS {
 			break
 		}
 	}
 	return out
+}
+
+// shadowedNS reports whether every namespace r applies to is decided by one
+// of the earlier (more specific, or equally specific and earlier in the
+// file) rules. It is exact for literal namespaces and "*"; a glob is
+// covered only by an identical glob or "*".
+func shadowedNS[T any](r *Rule, earlier []T, rule func(T) *Rule) bool {
+	if len(earlier) == 0 {
+		return false
+	}
+	for _, ns := range r.Namespaces {
+		covered := false
+		for _, e := range earlier {
+			for _, q := range rule(e).Namespaces {
+				if q == "*" || q == ns {
+					covered = true
+				} else if !strings.ContainsAny(ns, "*?[\\") {
+					if ok, _ := path.Match(q, ns); ok {
+						covered = true
+					}
+				}
+				if covered {
+					break
+				}
+			}
+			if covered {
+				break
+			}
+		}
+		if !covered {
+			return false
+		}
+	}
+	return true
 }
 
 // Origin applies the [[mirror]] rewriting to a normalised repository name:

@@ -157,29 +157,24 @@ func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
 	}
 	ref, err := policy.ParseRef(f.Image)
 	if err != nil {
-		d.Reason = fmt.Sprintf("invalid image reference %q: %v", f.Image, err)
-		return d
+		d.Reason = err.Error()
+		return globalMode(p, d)
 	}
 	repo := p.Origin(ref.Repo)
 	ref.Repo = repo
 	d.Image = ref.String()
-	if p.Mode == policy.ModeOff {
-		d.Allowed = true
-		d.Reason = "policy mode is off"
-		return d
-	}
 	if f.Subject == SubjectContainer {
 		r := p.Match(repo, f.Namespace)
 		if r == nil {
 			d.Reason = fmt.Sprintf("no policy rule matches %s in namespace %s", repo, f.Namespace)
-			return d
+			return globalMode(p, d)
 		}
 		return decideRule(p, r, ix, ref, f, d, now)
 	}
 	cands := p.Candidates(repo)
 	if len(cands) == 0 {
 		d.Reason = fmt.Sprintf("no policy rule matches %s", repo)
-		return d
+		return globalMode(p, d)
 	}
 	var first Decision
 	for i, r := range cands {
@@ -197,13 +192,27 @@ func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
 func decideRule(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts, d Decision, now time.Time) Decision {
 	d.Rule = r.String()
 	d = judge(p, r, ix, ref, f, d, now)
-	if !d.Allowed && r.EffectiveMode(p.Mode) == policy.ModeAudit {
-		d.Allowed = true
-		d.Audit = true
+	return applyMode(d, r.EffectiveMode(p.Mode))
+}
+
+// globalMode applies the policy's own mode to a denial no rule decided
+// (no rule matches, or the reference is invalid).
+func globalMode(p *policy.Policy, d Decision) Decision {
+	return applyMode(d, p.Mode)
+}
+
+// applyMode turns a denial into an allowed would-be denial in audit mode,
+// and into an allowed decision that says so in off mode.
+func applyMode(d Decision, m policy.Mode) Decision {
+	if d.Allowed {
+		return d
 	}
-	if !d.Allowed && r.EffectiveMode(p.Mode) == policy.ModeOff {
+	switch m {
+	case policy.ModeAudit:
+		d.Allowed, d.Audit = true, true
+	case policy.ModeOff:
 		d.Allowed = true
-		d.Reason = "rule mode is off; would deny: " + d.Reason
+		d.Reason = "mode is off; would deny: " + d.Reason
 	}
 	return d
 }
@@ -229,7 +238,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 		return d
 	}
 	if si.Err != nil {
-		d.Reason = fmt.Sprintf("no verified trust data from source %q: %v", r.Source, si.Err)
+		d.Reason = fmt.Sprintf("no verified trust data: %v", si.Err)
 		return d
 	}
 	rt := si.Repos[ref.Repo]
@@ -399,13 +408,21 @@ func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
 		return fmt.Sprintf("the signed digest of any of the %d signed tags of %s", len(cands), ref.Repo)
 	}
 
-	// A digest in the reference itself must be the signed one.
+	// A digest in the reference itself must be the signed one (or a
+	// platform manifest of it); only the tags it is signed under count.
 	if ref.Digest != "" {
-		if _, ok := found(func(c tagDigest) bool { return covers(c.dgst, ref.Digest) }); !ok {
+		var keep []tagDigest
+		for _, c := range cands {
+			if covers(c.dgst, ref.Digest) {
+				keep = append(keep, c)
+			}
+		}
+		if len(keep) == 0 {
 			d.Digest = ref.Digest
 			d.Reason = fmt.Sprintf("requested digest %s is not %s", ref.Digest, where())
 			return d
 		}
+		cands = keep
 	}
 	switch {
 	case f.ConfigDigest != "":
@@ -436,8 +453,8 @@ func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
 		d.Reason = fmt.Sprintf("digest %s is not %s", f.Digest, where())
 		return d
 	case ref.Digest != "":
-		c, _ := found(func(c tagDigest) bool { return covers(c.dgst, ref.Digest) })
-		return allow(c, "requested digest matches")
+		d.Digest = ref.Digest
+		return allow(cands[0], "requested digest matches")
 	default:
 		// Only a tag was asked about: report what it is signed as.
 		return allow(cands[0], "signed")
@@ -465,11 +482,11 @@ const maxNeeded = 256
 // rules that can decide. It is pure, like Decide, and lets a caller do the
 // content lookups (I/O) before the decision.
 func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
-	if p == nil || ix == nil || f.ConfigDigest == "" && f.Digest == "" {
+	if p == nil || ix == nil {
 		return nil
 	}
 	ref, err := policy.ParseRef(f.Image)
-	if err != nil {
+	if err != nil || f.ConfigDigest == "" && f.Digest == "" && ref.Digest == "" {
 		return nil
 	}
 	repo := p.Origin(ref.Repo)

@@ -284,3 +284,92 @@ source = "corp"
 		})
 	}
 }
+
+// Regression cases found by golden-test review.
+func TestDecideRegressions(t *testing.T) {
+	mk := func(src string) *policy.Policy {
+		p, err := policy.Parse("policy.toml", []byte("version = 1\n"+src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	t.Run("a pull is not allowed by a rule shadowed in every namespace it names", func(t *testing.T) {
+		p := mk(`
+[[rule]]
+images = ["quay.io/x/**"]
+namespaces = ["dev"]
+action = "deny"
+[[rule]]
+images = ["quay.io/x/**"]
+namespaces = ["dev"]
+action = "allow"
+[[rule]]
+images = ["**"]
+action = "deny"
+`)
+		if d := Decide(p, NewIndex(), Facts{Subject: SubjectPull, Image: "quay.io/x/y:1", Digest: dg("y")}, time.Now()); d.Allowed {
+			t.Fatalf("allowed: %s", d.Message())
+		}
+	})
+	t.Run("global audit covers images no rule matches", func(t *testing.T) {
+		p := mk(`mode = "audit"
+[[rule]]
+images = ["registry.corp.example/**"]
+action = "allow"
+`)
+		d := Decide(p, NewIndex(), Facts{Subject: SubjectContainer, Namespace: "default", Image: "quay.io/x/y:1", ConfigDigest: dg("c")}, time.Now())
+		if !d.Allowed || !d.Audit {
+			t.Fatalf("%s", d.Message())
+		}
+	})
+	t.Run("a rule's enforce mode overrides global off", func(t *testing.T) {
+		p := mk(`mode = "off"
+[[rule]]
+images = ["**"]
+action = "deny"
+mode = "enforce"
+`)
+		if d := Decide(p, NewIndex(), Facts{Image: "quay.io/x/y:1"}, time.Now()); d.Allowed {
+			t.Fatalf("%s", d.Message())
+		}
+		if d := Decide(mk(`mode = "off"`), NewIndex(), Facts{Image: "A/B"}, time.Now()); !d.Allowed || strings.Count(d.Reason, "invalid image reference") != 1 {
+			t.Fatalf("%s", d.Message())
+		}
+	})
+	t.Run("a digest-only reference counts only the tags signed with that digest", func(t *testing.T) {
+		p := mk(`
+[[source]]
+name = "corp"
+kind = "tuf"
+url = "https://tuf.example.com/"
+root = "root.json"
+repositories = ["registry.example.com/**"]
+[[rule]]
+images = ["**"]
+action = "verify"
+source = "corp"
+`)
+		ix := NewIndex(&SourceIndex{Name: "corp", Kind: "tuf", Repos: map[string]*Repo{"registry.example.com/app": {
+			Name: "registry.example.com/app", Expires: time.Now().Add(time.Hour),
+			Tags: map[string]RoleTargets{"1.0": {"targets": {Digest: dg("idx")}}, "2.0": {"targets": {Digest: dg("m2")}}},
+		}}})
+		covers := map[digest.Digest][]digest.Digest{dg("idx"): {dg("idx"), dg("amd64"), dg("cfg-amd64")}, dg("m2"): {dg("m2"), dg("cfg-2")}}
+		f := Facts{Subject: SubjectContainer, Namespace: "x", Image: "registry.example.com/app@" + string(dg("m2")), ConfigDigest: dg("cfg-amd64"), Covers: covers}
+		if d := Decide(p, ix, f, time.Now()); d.Allowed {
+			t.Fatalf("config of another tag's image allowed: %s", d.Message())
+		}
+		f.ConfigDigest = dg("cfg-2")
+		if d := Decide(p, ix, f, time.Now()); !d.Allowed || d.SignedDigest != dg("m2") {
+			t.Fatalf("%s", d.Message())
+		}
+		pf := Facts{Image: "registry.example.com/app@" + string(dg("amd64"))}
+		if got := Needed(p, ix, pf); len(got) != 2 {
+			t.Fatalf("Needed for a digest-only reference: %v", got)
+		}
+		pf.Covers = covers
+		if d := Decide(p, ix, pf, time.Now()); !d.Allowed || d.Digest != dg("amd64") {
+			t.Fatalf("platform manifest of a signed index: %s", d.Message())
+		}
+	})
+}
