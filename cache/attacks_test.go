@@ -1,0 +1,195 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/trustd/trustd/test/harness"
+)
+
+// attacker is a man in the middle in front of a TUF repository: by file
+// name it can replay recorded bytes, stream forever, or trickle.
+type attacker struct {
+	mu       sync.Mutex
+	upstream string
+	replay   map[string][]byte
+	endless  map[string]bool
+	trickle  map[string]bool
+}
+
+func newAttacker(t *testing.T, upstream string) (*attacker, string) {
+	a := &attacker{upstream: upstream, replay: map[string][]byte{}, endless: map[string]bool{}, trickle: map[string]bool{}}
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+	return a, srv.URL + "/metadata/"
+}
+
+func (a *attacker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	name := filepath.Base(r.URL.Path)
+	a.mu.Lock()
+	replay, endless, trickle := a.replay[name], a.endless[name], a.trickle[name]
+	a.mu.Unlock()
+	switch {
+	case endless:
+		chunk := []byte(strings.Repeat(" ", 32<<10))
+		for {
+			if _, err := w.Write(chunk); err != nil {
+				return
+			}
+		}
+	case trickle:
+		for i := 0; ; i++ {
+			if _, err := w.Write([]byte(" ")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	case replay != nil:
+		w.Write(replay)
+		return
+	}
+	resp, err := http.Get(a.upstream + name)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, resp.Body)
+}
+
+func (a *attacker) set(f func(a *attacker)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	f(a)
+}
+
+// TestTUFThreats covers the TUF threat list for a standard TUF source, each
+// attack on top of a cache that holds good data: the attack is refused with
+// an error naming it, and the good data stays in force.
+func TestTUFThreats(t *testing.T) {
+	repo := harness.NewTUFRepo(t)
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("v1"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	read := func(name string) []byte {
+		b, err := os.ReadFile(filepath.Join(repo.Dir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	v1 := map[string][]byte{"timestamp.json": read("timestamp.json"), "snapshot.json": read("snapshot.json"), "targets.json": read("targets.json")}
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("v2"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name   string
+		attack func(a *attacker)
+		want   string
+	}{
+		{"rollback: an older timestamp replayed", func(a *attacker) { a.replay["timestamp.json"] = v1["timestamp.json"] }, "timestamp"},
+		{"mix and match: current timestamp, older snapshot", func(a *attacker) { a.replay["snapshot.json"] = v1["snapshot.json"] }, "snapshot"},
+		{"mix and match: older targets under the current snapshot", func(a *attacker) {
+			a.replay["targets.json"] = v1["targets.json"]
+			a.replay["timestamp.json"] = nil
+		}, "targets"},
+		{"endless data: a timestamp that never ends", func(a *attacker) { a.endless["timestamp.json"] = true }, "larger than allowed"},
+		{"endless data: a snapshot longer than the timestamp says", func(a *attacker) { a.endless["snapshot.json"] = true }, "larger than allowed"},
+		{"slow retrieval: a server trickling bytes", func(a *attacker) { a.trickle["timestamp.json"] = true }, "deadline exceeded"},
+		{"arbitrary target: targets re-written by the attacker", func(a *attacker) {
+			b := v1["targets.json"]
+			i := strings.Index(string(b), `"sha256": "`) + len(`"sha256": "`)
+			evil := []byte(string(b))
+			evil[i] ^= 1
+			a.replay["targets.json"] = evil
+		}, "targets"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			a, url := newAttacker(t, repo.URL())
+			root, _ := os.ReadFile(repo.RootPath())
+			src := &TUFSource{Name: "corp", URL: url, Root: root, Dir: filepath.Join(t.TempDir(), "corp"), Fetcher: &HTTPFetcher{Timeout: time.Second}}
+			// Good data first: version 2 in the cache.
+			if _, err := src.Sync(context.Background(), time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			good, _ := os.ReadFile(src.bundlePath())
+			// The repository moves on, so that the client has to fetch
+			// every role again: that is where the attacker steps in.
+			repo.SetTarget("127.0.0.1:5000/demo/other:"+strings.ReplaceAll(tc.name[:8], " ", "-"), manifest(tc.name))
+			if err := repo.Publish(); err != nil {
+				t.Fatal(err)
+			}
+			a.set(tc.attack)
+			start := time.Now()
+			_, err := src.Sync(context.Background(), time.Now())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("attack not refused as expected: err=%v, want %q", err, tc.want)
+			}
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("the attack held the sync for %v", took) // bound, not a benchmark
+			}
+			now, _ := os.ReadFile(src.bundlePath())
+			if string(now) != string(good) {
+				t.Fatal("the attack changed the cache")
+			}
+			ix, _, err := src.Load()
+			if err != nil || ix.Repos["127.0.0.1:5000/demo/hello"].Tags["1.0"]["targets"].Digest.String() == "" {
+				t.Fatalf("good data lost: %v", err)
+			}
+		})
+	}
+}
+
+// TestTUFRollbackAcrossRestart: a new process (a fresh TUFSource on the
+// same cache) still refuses metadata older than what the cache holds.
+func TestTUFRollbackAcrossRestart(t *testing.T) {
+	repo := harness.NewTUFRepo(t)
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("v1"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	oldTS, _ := os.ReadFile(filepath.Join(repo.Dir(), "timestamp.json"))
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("v2"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	a, url := newAttacker(t, repo.URL())
+	root, _ := os.ReadFile(repo.RootPath())
+	dir := filepath.Join(t.TempDir(), "corp")
+	first := &TUFSource{Name: "corp", URL: url, Root: root, Dir: dir, Fetcher: &HTTPFetcher{Timeout: time.Second}}
+	if _, err := first.Sync(context.Background(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	a.set(func(a *attacker) { a.replay["timestamp.json"] = oldTS })
+	restarted := &TUFSource{Name: "corp", URL: url, Root: root, Dir: dir, Fetcher: &HTTPFetcher{Timeout: time.Second}}
+	_, err := restarted.Sync(context.Background(), time.Now())
+	if err == nil || !strings.Contains(err.Error(), "timestamp") {
+		t.Fatalf("rollback after restart: %v", err)
+	}
+	var unreachable bool
+	if errors.Is(err, ErrUnreachable) {
+		unreachable = true
+	}
+	if unreachable {
+		t.Fatal("a rollback must not count as an unreachable source (no offline grace)")
+	}
+}
