@@ -507,5 +507,6 @@ func (s *NotarySource) writeBundle(b *NotaryBundle) error {
 	if err != nil {
 		return err
 	}
+	RemoveStaleTemps(p) // one writer per GUN (SyncRepo's lock)
 	return WriteFileAtomic(p, data, 0o600)
 }

@@ -232,6 +232,7 @@ func (s *Store) writeStatus(st *Status) error {
 		return err
 	}
 	b, _ := json.MarshalIndent(st, "", "  ")
+	RemoveStaleTemps(p) // under the cache lock: no other writer of p
 	return WriteFileAtomic(p, b, 0o600)
 }
 
