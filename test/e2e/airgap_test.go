@@ -86,6 +86,12 @@ action = "deny"
 	harness.DockerSaveTar(t, saveTar, map[string]v1.Image{signed.ref: signed.img, unsigned.ref: unsigned.img})
 	ociTar := filepath.Join(dir, "oci-layout.tar")
 	harness.OCILayoutTar(t, ociTar, map[string]v1.Image{signedOCI.ref: signedOCI.img})
+	// Checked before they are loaded: the OCI layout keeps the signed
+	// manifest; the docker save mixes a signed and an unsigned image.
+	e.verify(t, []string{"--archive", ociTar}, true, signedOCI.manifest)
+	if verdicts, res := s.Verify(t, "--archive", saveTar); res.ExitCode != 1 || len(verdicts) != 2 || verdicts[0].Allowed == verdicts[1].Allowed {
+		t.Errorf("trustd verify --archive %s: exit %d, verdicts %+v", saveTar, res.ExitCode, verdicts)
+	}
 	s.Node.ImportArchive(t, saveTar, signed.ref, unsigned.ref)
 	s.Node.ImportArchive(t, ociTar, signedOCI.ref)
 

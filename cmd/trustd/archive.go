@@ -1,0 +1,259 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/term"
+
+	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+	"github.com/trustd/trustd/verify/archive"
+)
+
+// Reasons of the denials verifyArchive makes itself.
+const (
+	reasonNoName = "the archive gives this image no name; trustd judges images by the reference they are loaded as"
+	// maxReasonProblems bounds how many of an image's problems its reason lists.
+	maxReasonProblems = 5
+)
+
+// verifyArchive judges every image in a docker save or OCI layout tar,
+// before it is loaded, from the cache only: one verdict per image and
+// name it would be loaded as. An image the archive has tampered with,
+// lacks content of, or gives no name is denied.
+func verifyArchive(l *plugin.Local, path, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+	for _, e := range l.LoadErrors {
+		fmt.Fprintf(stderr, "trustd verify: warning: %v\n", e)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return exitUsage, fmt.Errorf("archive: %w", err)
+	}
+	defer f.Close()
+	ctx, stop := signalContext()
+	defer stop()
+
+	var opts archive.Options
+	bar := newProgressBar(stderr, f)
+	if bar != nil {
+		opts.Progress = bar.update
+	}
+	a, err := archive.Read(ctxReader{ctx, f}, opts)
+	bar.clear()
+	if err != nil {
+		return exitUsage, fmt.Errorf("archive %s: %w", path, err)
+	}
+	if len(a.Images) == 0 {
+		fmt.Fprintf(stderr, "trustd verify: archive %s holds no image\n", path)
+		return exitDenied, nil
+	}
+
+	e := archiveEngine(l, a)
+	code := exitOK
+	for _, img := range a.Images {
+		for _, d := range judgeArchiveImage(ctx, e, l.Policy, img, namespace) {
+			if !d.Allowed {
+				code = exitDenied
+			}
+			if jsonOut {
+				json.NewEncoder(stdout).Encode(d)
+				continue
+			}
+			fmt.Fprintln(stdout, d.Message())
+		}
+	}
+	return code, nil
+}
+
+// archiveEngine is l's engine with the archive's own manifests and indexes
+// (content-addressed, verified) as a first source of content, so that a
+// signed manifest or index the archive holds can be matched to its configs.
+func archiveEngine(l *plugin.Local, a *archive.Archive) *plugin.Engine {
+	readers := []plugin.BlobReader{archiveBlobs{a}}
+	if l.Engine.Resolver != nil {
+		readers = append(readers, l.Engine.Resolver.Readers...)
+	}
+	e := &plugin.Engine{Resolver: &plugin.Resolver{Readers: readers}, Log: l.Engine.Log, Now: l.Engine.Now}
+	e.Swap(l.Engine.Snapshot())
+	return e
+}
+
+// archiveBlobs is a plugin.BlobReader of the archive's manifests and indexes.
+type archiveBlobs struct{ a *archive.Archive }
+
+func (b archiveBlobs) ReadBlob(_ context.Context, d digest.Digest) ([]byte, error) {
+	if data, ok := b.a.Blob(d); ok {
+		return data, nil
+	}
+	return nil, fmt.Errorf("%s is not a manifest of the archive", d)
+}
+
+// judgeArchiveImage decides one image of an archive under each of its
+// names (names that normalise to the same reference are judged once).
+func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, img archive.Image, namespace string) []verify.Decision {
+	deny := func(name, reason string) verify.Decision {
+		d := verify.Decision{Image: name, Requested: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest, Signers: []string{}, Reason: reason}
+		if name == "" {
+			d.Image = "<none>"
+		} else if ref, err := policy.ParseRef(name); err == nil {
+			ref.Repo = p.Origin(ref.Repo)
+			d.Image = ref.String()
+		}
+		if namespace != "" {
+			d.Namespace = namespace
+		}
+		return d
+	}
+	var problems string
+	if len(img.Problems) > 0 {
+		ps := img.Problems
+		if len(ps) > maxReasonProblems {
+			ps = append(ps[:maxReasonProblems:maxReasonProblems], fmt.Sprintf("and %d more problems", len(img.Problems)-maxReasonProblems))
+		}
+		problems = "archive: " + strings.Join(ps, "; ")
+	}
+
+	names := uniqueRefs(img.Names)
+	if len(names) == 0 {
+		reason := reasonNoName
+		if len(img.Tags) > 0 {
+			reason = fmt.Sprintf("the archive names this image only by the tag %q, without a repository; trustd judges images by the reference they are loaded as", img.Tags[0])
+		}
+		if problems != "" {
+			reason += "; " + problems
+		}
+		return []verify.Decision{deny("", reason)}
+	}
+	var out []verify.Decision
+	for _, name := range names {
+		if problems != "" {
+			out = append(out, deny(name, problems))
+			continue
+		}
+		out = append(out, decideArchiveImage(ctx, e, img, name, namespace))
+	}
+	return out
+}
+
+// decideArchiveImage decides an intact image under one name. An index
+// that is not itself signed is allowed when every platform it brings is.
+func decideArchiveImage(ctx context.Context, e *plugin.Engine, img archive.Image, name, namespace string) verify.Decision {
+	pc := plugin.Context{Via: "archive"}
+	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest}
+	if namespace != "" {
+		f.Subject, f.Namespace = verify.SubjectContainer, namespace
+	}
+	d := e.Decide(ctx, f, pc)
+	if d.Allowed || !img.IsIndex() {
+		return d
+	}
+	var runnable []archive.Platform
+	for _, pl := range img.Platforms {
+		if pl.Present && !pl.Attestation {
+			runnable = append(runnable, pl)
+		}
+	}
+	if len(runnable) < 2 {
+		return d // judged with its only platform's config digest already
+	}
+	var first verify.Decision
+	for i, pl := range runnable {
+		pf := f
+		pf.Digest, pf.ConfigDigest = pl.Manifest, pl.Config
+		pd := e.Decide(ctx, pf, pc)
+		if !pd.Allowed {
+			pd.Reason = fmt.Sprintf("platform %s (manifest %s) of index %s: %s", pl.Platform, pl.Manifest, img.ManifestDigest, pd.Reason)
+			return pd
+		}
+		if i == 0 {
+			first = pd
+		}
+	}
+	first.Reason = fmt.Sprintf("each of the %d platforms of index %s is signed; %s: %s", len(runnable), img.ManifestDigest, runnable[0].Platform, first.Reason)
+	return first
+}
+
+// uniqueRefs drops the names that normalise to a reference already listed
+// (RepoTags "x:1" and io.containerd.image.name "docker.io/library/x:1").
+func uniqueRefs(names []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, n := range names {
+		key := n
+		if ref, err := policy.ParseRef(n); err == nil {
+			key = ref.String()
+		}
+		if !seen[key] {
+			seen[key] = true
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// ctxReader stops reading when ctx is done (Ctrl-C on a large archive).
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (c ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return c.r.Read(p)
+}
+
+// progressBar shows how much of the archive has been read, on a terminal.
+type progressBar struct {
+	w     io.Writer
+	name  string
+	total int64
+	last  time.Time
+	shown bool
+}
+
+// newProgressBar returns a bar for reading f, or nil when stderr is not a
+// terminal (a log, a pipe): the bar is for people watching.
+func newProgressBar(stderr io.Writer, f *os.File) *progressBar {
+	tf, ok := stderr.(*os.File)
+	if !ok || !term.IsTerminal(int(tf.Fd())) {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return nil
+	}
+	return &progressBar{w: stderr, name: filepath.Base(f.Name()), total: st.Size()}
+}
+
+func (p *progressBar) update(n int64) {
+	now := time.Now()
+	if now.Sub(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last, p.shown = now, true
+	pct := 100
+	if p.total > 0 && n < p.total {
+		pct = int(n * 100 / p.total)
+	}
+	fmt.Fprintf(p.w, "\rtrustd: reading %s: %3d%% (%s of %s)\033[K", p.name, pct, mib(n), mib(p.total))
+}
+
+// clear removes the bar, so that verdicts start on a clean line.
+func (p *progressBar) clear() {
+	if p != nil && p.shown {
+		fmt.Fprint(p.w, "\r\033[K")
+	}
+}
+
+func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
