@@ -6,7 +6,7 @@ PKGS    := $(shell $(GO) list ./... 2>/dev/null)
 UNIT    := $(filter-out %/test/e2e %/test/harness %/test/cmd/demo,$(PKGS))
 FUZZTIME ?= 10s
 
-.PHONY: all build tools test unit e2e lint fuzz fuzz-short demo bench clean
+.PHONY: all build tools test unit e2e lint fuzz fuzz-short demo bench clean package
 
 all: build
 
@@ -59,6 +59,25 @@ demo: tools
 ## bench: benchmarks (see BENCHMARKS.md)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(UNIT)
+
+## package: the .deb in $(DIST) (nfpm $(NFPM_VERSION), config packaging/nfpm.yaml): a static
+## trustd, its trustd-verifier link in containerd's image verifier dir, the systemd unit,
+## an audit-mode default policy (conffile) and the containerd drop-in (shipped disabled)
+NFPM_VERSION ?= v2.45.2
+NFPM    ?= GOFLAGS= GOWORK=off $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
+DIST    ?= $(BIN)/dist
+VERSION ?= $(shell packaging/version.sh)
+GOARCH  ?= $(shell $(GO) env GOARCH)
+DEB_MAINTAINER ?= trustd maintainers <trustd-maintainers@users.noreply.github.com>
+package:
+	@mkdir -p $(DIST)
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/trustd ./cmd/trustd
+	gzip -n -9 -c packaging/deb/trustd.1 > $(DIST)/trustd.1.gz
+	rm -f $(DIST)/trustd_*.deb
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) TRUSTD_DIST=$(DIST) \
+	  VERSION='$(VERSION)' GOARCH=$(GOARCH) DEB_MAINTAINER='$(DEB_MAINTAINER)' \
+	  $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
+	@ls -l $(DIST)/trustd_*.deb
 
 clean:
 	rm -rf $(BIN) test-e2e.log

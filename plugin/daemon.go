@@ -34,6 +34,12 @@ var ErrConfig = errors.New("configuration error")
 type Daemon struct {
 	ConfigPath string
 	Log        *slog.Logger
+	// ContainerdConfig is containerd's config file, checked at start for
+	// settings that let images through (DefaultContainerdConfig if empty).
+	ContainerdConfig string
+	// Metrics, if set, records decisions, syncs and NRI state, served on
+	// the policy's metrics_address.
+	Metrics *Metrics
 
 	engine  *Engine
 	store   atomic.Pointer[cache.Store]
@@ -41,6 +47,7 @@ type Daemon struct {
 	control *ControlServer
 
 	mu           sync.Mutex
+	findings     []Finding
 	policyLoaded time.Time
 	reloadErr    string
 	reloadAt     time.Time
@@ -84,8 +91,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if back, by := store.Clock.SetBack(); back {
 		log.Warn("the system clock is behind the latest time trustd has seen; using that time for expiry checks", "behind", by.String())
 	}
+	if d.Metrics != nil {
+		d.engine.OnDecision = func(f verify.Facts, dec verify.Decision, c Context, took time.Duration) {
+			d.Metrics.ObserveDecision(f, dec, c.Via, took)
+		}
+	}
 	d.engine.Swap(&Snapshot{Policy: p, Index: ix})
 	d.policyLoaded = time.Now()
+	d.selfCheck(p)
 	log.Info("policy loaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules), "sources", len(p.Sources))
 
 	d.control = &ControlServer{Engine: d.engine, Status: func(ctx context.Context) any { return d.Status(ctx) }, Sync: d.syncRequest, Refresh: d.refreshForPull, ReloadCache: d.reloadCache}
@@ -103,6 +116,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer cancel()
 	d.syncNow = make(chan struct{}, 1)
 	go d.syncLoop(ctx)
+	if d.Metrics != nil && p.Daemon.MetricsAddress != "" {
+		go func() {
+			if err := ServeMetrics(ctx, p.Daemon.MetricsAddress, d.Metrics.Handler(), log, WithHealth(d.healthy)); err != nil {
+				log.Error("metrics server stopped", "address", p.Daemon.MetricsAddress, "error", err.Error())
+			}
+		}()
+	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -167,6 +187,7 @@ func (d *Daemon) Reload() {
 	for _, w := range p.Check() {
 		d.Log.Warn("policy warning", "warning", w.String())
 	}
+	d.selfCheck(p)
 	d.Log.Info("policy reloaded", "file", p.File, "mode", string(p.Mode), "rules", len(p.Rules))
 	d.trigger()
 }
@@ -231,6 +252,32 @@ func (d *Daemon) setNRI(up bool) {
 	d.mu.Lock()
 	d.nriConnected, d.nriSince = up, time.Now()
 	d.mu.Unlock()
+	if d.Metrics != nil {
+		d.Metrics.SetNRIConnected(up)
+	}
+}
+
+// selfCheck reads containerd's configuration and warns loudly about every
+// setting that lets images through without trustd's verdict.
+func (d *Daemon) selfCheck(p *policy.Policy) {
+	path := d.ContainerdConfig
+	if path == "" {
+		path = DefaultContainerdConfig
+	}
+	findings, err := CheckContainerdConfig(path, p.Daemon.NRISocket)
+	if err != nil {
+		d.Log.Warn("could not check containerd's configuration", "path", path, "error", err.Error())
+	}
+	for _, f := range findings {
+		level := slog.LevelWarn
+		if f.Severity == SeverityError {
+			level = slog.LevelError
+		}
+		d.Log.Log(context.Background(), level, "containerd configuration lets images through", "path", path, "finding", f.String())
+	}
+	d.mu.Lock()
+	d.findings = findings
+	d.mu.Unlock()
 }
 
 // onSynchronize judges every running container at (re)connection and
@@ -285,6 +332,10 @@ func (d *Daemon) syncRound(ctx context.Context) []SyncResult {
 			d.engine.SwapIndex(update)
 		}
 	})
+	if d.Metrics != nil {
+		snap := d.engine.Snapshot()
+		d.Metrics.ObserveSyncRound(out, SourceStatuses(snap.Policy, store, snap.Index, time.Now()), time.Now())
+	}
 	for _, r := range out {
 		switch {
 		case !r.OK:
@@ -438,19 +489,22 @@ func (d *Daemon) healthy() error {
 
 // DaemonStatus is what `trustd status` shows of a running daemon.
 type DaemonStatus struct {
-	Policy        string          `json:"policy"`
-	Mode          string          `json:"mode"`
-	PolicyLoaded  time.Time       `json:"policy_loaded"`
-	ReloadError   string          `json:"reload_error,omitempty"`
-	ReloadAt      time.Time       `json:"reload_at,omitzero"`
-	NRIConnected  bool            `json:"nri_connected"`
-	NRISince      time.Time       `json:"nri_since,omitzero"`
-	NRIRuntime    string          `json:"nri_runtime,omitempty"`
-	NRIMode       NRIMode         `json:"nri_mode,omitempty"`
-	Warnings      []string        `json:"warnings,omitempty"`
-	Containerd    string          `json:"containerd_version,omitempty"`
-	ContainerdErr string          `json:"containerd_error,omitempty"`
-	Sources       []*SourceStatus `json:"sources"`
+	Policy       string    `json:"policy"`
+	Mode         string    `json:"mode"`
+	PolicyLoaded time.Time `json:"policy_loaded"`
+	ReloadError  string    `json:"reload_error,omitempty"`
+	ReloadAt     time.Time `json:"reload_at,omitzero"`
+	NRIConnected bool      `json:"nri_connected"`
+	NRISince     time.Time `json:"nri_since,omitzero"`
+	NRIRuntime   string    `json:"nri_runtime,omitempty"`
+	NRIMode      NRIMode   `json:"nri_mode,omitempty"`
+	Warnings     []string  `json:"warnings,omitempty"`
+	// ContainerdConfig lists settings of containerd's configuration that
+	// let images through without trustd's verdict.
+	ContainerdConfig []Finding       `json:"containerd_config,omitempty"`
+	Containerd       string          `json:"containerd_version,omitempty"`
+	ContainerdErr    string          `json:"containerd_error,omitempty"`
+	Sources          []*SourceStatus `json:"sources"`
 }
 
 // SourceStatus is one source's state in the status.
@@ -474,7 +528,7 @@ type SourceStatus struct {
 func (d *Daemon) Status(ctx context.Context) *DaemonStatus {
 	s := d.engine.Snapshot()
 	d.mu.Lock()
-	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince, NRIRuntime: d.nriRuntime, NRIMode: d.nriMode}
+	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince, NRIRuntime: d.nriRuntime, NRIMode: d.nriMode, ContainerdConfig: d.findings}
 	d.mu.Unlock()
 	if st.NRIMode == ModeCreate {
 		st.Warnings = append(st.Warnings, "this containerd has no NRI validation: trustd rejects in CreateContainer, where a plugin time-out or crash lets a container through (containerd 2.2 or later fails closed)")

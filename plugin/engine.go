@@ -38,7 +38,7 @@ type Engine struct {
 	Now func() time.Time
 	Log *slog.Logger
 	// OnDecision, if set, is called after every decision (metrics).
-	OnDecision func(f verify.Facts, d verify.Decision, took time.Duration)
+	OnDecision func(f verify.Facts, d verify.Decision, c Context, took time.Duration)
 }
 
 // Swap installs a new snapshot.
@@ -83,7 +83,7 @@ func (e *Engine) Decide(ctx context.Context, f verify.Facts, c Context) verify.D
 func (e *Engine) Record(f verify.Facts, d verify.Decision, c Context, took time.Duration) {
 	e.log(f, d, c, took)
 	if e.OnDecision != nil {
-		e.OnDecision(f, d, took)
+		e.OnDecision(f, d, c, took)
 	}
 }
 

@@ -261,6 +261,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("status", stderr)
 	jsonOut := fs.Bool("json", false, "JSON output")
+	ctrdCfg := fs.String("containerd-config", plugin.DefaultContainerdConfig, "containerd's config file to check when no daemon runs")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
@@ -286,6 +287,11 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 			return exitUsage, err
 		}
 		st.Sources = plugin.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
+		findings, err := plugin.CheckContainerdConfig(*ctrdCfg, p.Daemon.NRISocket)
+		if err != nil {
+			fmt.Fprintf(stderr, "trustd status: could not check containerd's configuration: %v\n", err)
+		}
+		st.ContainerdConfig = findings
 	}
 	if perr != nil {
 		fmt.Fprintf(stderr, "trustd status: the policy file does not load (the daemon keeps its last good policy): %v\n", perr)
@@ -306,6 +312,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		fmt.Fprintln(stdout, "daemon: not running (status from the cache)")
 	}
 	fmt.Fprintf(stdout, "policy: %s (mode %s)\n", st.Policy, st.Mode)
+	for _, f := range st.ContainerdConfig {
+		fmt.Fprintf(stdout, "containerd config %s\n", f.String())
+	}
 	if st.ReloadError != "" {
 		fmt.Fprintf(stdout, "last reload FAILED at %s, previous policy in force: %s\n", st.ReloadAt.Format(time.RFC3339), st.ReloadError)
 	}

@@ -159,6 +159,7 @@ func daemonLogger(w io.Writer) *slog.Logger {
 
 func cmdRun(args []string, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("run", stderr)
+	ctrdCfg := fs.String("containerd-config", plugin.DefaultContainerdConfig, "containerd's config file, checked at start for settings that let images through")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
@@ -167,7 +168,7 @@ func cmdRun(args []string, stderr io.Writer) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := daemonLogger(stderr)
-	d := &plugin.Daemon{ConfigPath: *cfg, Log: log}
+	d := &plugin.Daemon{ConfigPath: *cfg, Log: log, ContainerdConfig: *ctrdCfg, Metrics: plugin.NewMetrics()}
 	if err := d.Run(ctx); err != nil {
 		log.Error("trustd failed", "error", err.Error())
 		return exitDenied, err
