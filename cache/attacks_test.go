@@ -193,3 +193,51 @@ func TestTUFRollbackAcrossRestart(t *testing.T) {
 		t.Fatal("a rollback must not count as an unreachable source (no offline grace)")
 	}
 }
+
+// TestNotaryNetworkAttacks: the same size and time bounds hold for Notary
+// sources (a fake at the network edge; the real notary-server is covered
+// end to end).
+func TestNotaryNetworkAttacks(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    http.HandlerFunc
+		want string
+	}{
+		{"endless data: a timestamp that never ends", func(w http.ResponseWriter, r *http.Request) {
+			chunk := []byte(strings.Repeat(" ", 32<<10))
+			for {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, "larger than allowed"},
+		{"slow retrieval: a server trickling bytes", func(w http.ResponseWriter, r *http.Request) {
+			for {
+				if _, err := w.Write([]byte(" ")); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(100 * time.Millisecond):
+				}
+			}
+		}, "deadline exceeded"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(tc.h)
+			defer srv.Close()
+			src := newNotarySource(t, srv.URL, []string{neverExpirePin}, false)
+			src.Fetcher = &HTTPFetcher{Timeout: time.Second}
+			start := time.Now()
+			_, err := src.Sync(context.Background(), time.Now())
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err=%v, want %q", err, tc.want)
+			}
+			if took := time.Since(start); took > 20*time.Second {
+				t.Errorf("held for %v", took)
+			}
+		})
+	}
+}
