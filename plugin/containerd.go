@@ -2,6 +2,7 @@ package plugin
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sync"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/namespaces"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/trustd/trustd/policy"
@@ -109,4 +111,89 @@ func (c *Containerd) ImageFacts(ctx context.Context, name string) (digest.Digest
 		return "", "", err
 	}
 	return img.Target.Digest, cfg.Digest, nil
+}
+
+// ContainerImageFacts gives the facts of the image a container is being
+// created from when the runtime does not say (containerd < 2.4): the image
+// the reference names in the store, checked against the container's root
+// filesystem. The container's snapshot (prepared before NRI is called) has
+// the chain ID of the image actually used as its parent; when that is not
+// the named image's — a tag moved between resolution and creation, or a
+// CRI client pairing an image ID with another reference — the image with
+// that chain ID is judged instead, so the verdict is about what will run.
+func (c *Containerd) ContainerImageFacts(ctx context.Context, containerID, name string) (digest.Digest, digest.Digest, error) {
+	parent, err := c.snapshotParent(ctx, containerID)
+	if err != nil {
+		return "", "", fmt.Errorf("the container's root filesystem cannot be checked against image %s: %w", name, err)
+	}
+	if dg, cfg, err := c.ImageFacts(ctx, name); err == nil {
+		if chain, err := c.chainID(ctx, cfg); err == nil && chain == parent {
+			return dg, cfg, nil
+		}
+	}
+	// Not the image the reference names: find the one it is.
+	cl, err := c.get(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	ctx = namespaces.WithNamespace(ctx, c.Namespace)
+	imgs, err := cl.ImageService().List(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	seen := map[digest.Digest]bool{}
+	for _, img := range imgs {
+		icfg, err := images.Config(ctx, cl.ContentStore(), img.Target, platforms.Default())
+		if err != nil || seen[icfg.Digest] {
+			continue
+		}
+		seen[icfg.Digest] = true
+		if chain, err := c.chainID(ctx, icfg.Digest); err == nil && chain == parent {
+			return "", icfg.Digest, nil
+		}
+	}
+	return "", "", fmt.Errorf("the container's root filesystem (layers %s) is not that of image %s, and matches no image in containerd's store", parent, name)
+}
+
+// chainID is the chain ID of an image's layers, from its config.
+func (c *Containerd) chainID(ctx context.Context, config digest.Digest) (string, error) {
+	b, err := c.ReadBlob(ctx, config)
+	if err != nil {
+		return "", err
+	}
+	if config.Algorithm().FromBytes(b) != config {
+		return "", fmt.Errorf("config %s does not match its digest", config)
+	}
+	var img ocispec.Image
+	if err := json.Unmarshal(b, &img); err != nil {
+		return "", err
+	}
+	return identity.ChainID(img.RootFS.DiffIDs).String(), nil
+}
+
+// snapshotParent finds the container's root filesystem snapshot (keyed by
+// the container ID) in any snapshotter and returns its parent.
+func (c *Containerd) snapshotParent(ctx context.Context, key string) (string, error) {
+	cl, err := c.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	ctx = namespaces.WithNamespace(ctx, c.Namespace)
+	resp, err := cl.IntrospectionService().Plugins(ctx, `type=="io.containerd.snapshotter.v1"`)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range resp.Plugins {
+		if p.InitErr != nil {
+			continue
+		}
+		info, err := cl.SnapshotService(p.ID).Stat(ctx, key)
+		if err == nil {
+			if info.Parent == "" {
+				return "", fmt.Errorf("snapshot %s has no parent image", key)
+			}
+			return info.Parent, nil
+		}
+	}
+	return "", fmt.Errorf("no snapshot %s in any snapshotter", key)
 }

@@ -32,6 +32,13 @@ type ImageStore interface {
 	ImageFacts(ctx context.Context, name string) (dgst, config digest.Digest, err error)
 }
 
+// ContainerImageStore is an ImageStore that can also check which image a
+// container's root filesystem was made from.
+type ContainerImageStore interface {
+	ImageStore
+	ContainerImageFacts(ctx context.Context, containerID, name string) (dgst, config digest.Digest, err error)
+}
+
 // NRIPlugin validates container creations. Its ValidateContainerAdjustment
 // returns an error (rejecting the creation) for every image that is not
 // allowed; containerd's NRI fails closed on that error and on a timeout.
@@ -135,7 +142,13 @@ func (p *NRIPlugin) ContainerFacts(ctx context.Context, pod *api.PodSandbox, ctr
 	if p.Images == nil {
 		return f, fmt.Errorf("container %s: the runtime gave no image digest and no image store is connected", ctr.GetName())
 	}
-	dg, cfg, err := p.Images.ImageFacts(ctx, f.Image)
+	var dg, cfg digest.Digest
+	var err error
+	if cv, ok := p.Images.(ContainerImageStore); ok && ctr.GetId() != "" {
+		dg, cfg, err = cv.ContainerImageFacts(ctx, ctr.GetId(), f.Image)
+	} else {
+		dg, cfg, err = p.Images.ImageFacts(ctx, f.Image)
+	}
 	if err != nil {
 		return f, fmt.Errorf("container %s: looking up image %s in containerd's store: %w", ctr.GetName(), f.Image, err)
 	}

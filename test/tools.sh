@@ -5,15 +5,19 @@
 #     at the versions pinned in test/versions.env, into
 #     ${TRUSTD_E2E_CACHE:-$HOME/.cache/trustd-e2e}/<name>-<version>/bin,
 #     only when the binaries are not there yet (the directory is a cache: keep it between runs).
+#     containerd is built at every release of CONTAINERD_MATRIX (and at
+#     CONTAINERD_VERSION, the full suite's): a cold build takes about 2 minutes
+#     per release on 2 cores, the later ones less (they share Go's build cache).
 # Prints one line per tool. Run as root (apt-get); `make tools` runs it.
 #
 # Usage: test/tools.sh            install what is missing
 #        test/tools.sh --paths    print NAME=DIR for each tool's bin directory, install nothing
+#                                 (containerd: CONTAINERD_VERSION's, or the override's)
 #
 # Environment:
 #   TRUSTD_E2E_CACHE                 cache directory (default $HOME/.cache/trustd-e2e)
-#   TRUSTD_E2E_CONTAINERD_VERSION    containerd version to install instead of the pinned one
-#                                    (the CI matrix: v2.2.x, v2.3.x, ...)
+#   TRUSTD_E2E_CONTAINERD_VERSION    the one containerd version to install instead of the
+#                                    pinned ones (a CI job per release: v2.2.9, v2.3.7, ...)
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,10 +26,20 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 cache=${TRUSTD_E2E_CACHE:-$HOME/.cache/trustd-e2e}
 containerd_version=${TRUSTD_E2E_CONTAINERD_VERSION:-$CONTAINERD_VERSION}
+# containerd_versions: what to build, each once: the override alone, or the
+# full suite's version and the matrix's (comma-separated in versions.env).
+containerd_versions=("$containerd_version")
+if [ -z "${TRUSTD_E2E_CONTAINERD_VERSION:-}" ]; then
+	IFS=, read -r -a matrix <<<"${CONTAINERD_MATRIX:-}"
+	for v in "${matrix[@]}"; do
+		[[ " ${containerd_versions[*]} " == *" $v "* ]] || containerd_versions+=("$v")
+	done
+fi
 runc_version=$RUNC_VERSION
 # Debian packages: runc's seccomp build needs libseccomp-dev, pkg-config and a C
-# toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests.
-packages=(libseccomp-dev pkg-config gcc libc6-dev notary)
+# toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests;
+# systemd (systemd-analyze), lintian and dpkg-dev check the unit and the .deb (test/packaging).
+packages=(libseccomp-dev pkg-config gcc libc6-dev notary systemd lintian dpkg-dev git make)
 
 # bindir NAME VERSION: where a tool is installed; test/harness computes the same path.
 bindir() { printf '%s/%s-%s/bin\n' "$cache" "$1" "$2"; }
@@ -40,13 +54,13 @@ have_all() {
 # report NAME VERSION DIR STATE: the one line printed per tool.
 report() { printf '%-24s %-16s %-9s %s\n' "$1" "$2" "$4" "$3"; }
 
-# go_install DIR TAGS PKG@VERSION...: build Go commands into DIR, outside any module.
+# go_install DIR TAGS LDFLAGS PKG@VERSION...: build Go commands into DIR, outside any module.
 go_install() {
-	local dir=$1 tags=$2; shift 2
+	local dir=$1 tags=$2 ldflags=$3; shift 3
 	mkdir -p "$dir"
 	# Run from / with GOFLAGS cleared so that the caller's module (and its
 	# go.mod, vendor or workspace settings) cannot influence the build.
-	(cd / && env -u GOFLAGS GOWORK=off GOBIN="$dir" CGO_ENABLED=1 go install -tags "$tags" "$@")
+	(cd / && env -u GOFLAGS GOWORK=off GOBIN="$dir" CGO_ENABLED=1 go install -tags "$tags" -ldflags "$ldflags" "$@")
 }
 
 ensure_packages() {
@@ -78,15 +92,26 @@ containerd_tags() {
 	esac
 }
 
+# containerd_ldflags VERSION: stamp the version in, as containerd's release
+# builds do: `containerd --version`, and the runtime version NRI plugins are
+# told (trustd chooses its decision point from it), read v2.3.7, not
+# 2.3.7+unknown.
+containerd_ldflags() {
+	printf -- '-X github.com/containerd/containerd/v2/version.Version=%s\n' "$1"
+}
+
 ensure_containerd() {
-	local v=$1 dir
+	local v=$1 dir flags
 	dir=$(bindir containerd "$v")
+	# The flags a build used are kept next to it: other flags, another build.
+	flags="tags=$(containerd_tags "$v") ldflags=$(containerd_ldflags "$v")"
 	local state=cached
-	if ! have_all "$dir" containerd ctr containerd-shim-runc-v2; then
-		go_install "$dir" "$(containerd_tags "$v")" \
+	if ! have_all "$dir" containerd ctr containerd-shim-runc-v2 || [ "$(cat "$dir/.build-flags" 2>/dev/null)" != "$flags" ]; then
+		go_install "$dir" "$(containerd_tags "$v")" "$(containerd_ldflags "$v")" \
 			"github.com/containerd/containerd/v2/cmd/containerd@$v" \
 			"github.com/containerd/containerd/v2/cmd/ctr@$v" \
 			"github.com/containerd/containerd/v2/cmd/containerd-shim-runc-v2@$v"
+		printf '%s\n' "$flags" >"$dir/.build-flags"
 		state=built
 	fi
 	local b
@@ -100,7 +125,7 @@ ensure_runc() {
 	dir=$(bindir runc "$v")
 	local state=cached
 	if ! have_all "$dir" runc; then
-		go_install "$dir" seccomp "github.com/opencontainers/runc@$v"
+		go_install "$dir" seccomp "" "github.com/opencontainers/runc@$v"
 		state=built
 	fi
 	report runc "$v" "$dir/runc" "$state"
@@ -121,5 +146,7 @@ esac
 
 command -v go >/dev/null || { echo "tools.sh: go is not on PATH" >&2; exit 1; }
 ensure_packages
-ensure_containerd "$containerd_version"
+for v in "${containerd_versions[@]}"; do
+	ensure_containerd "$v"
+done
 ensure_runc "$runc_version"

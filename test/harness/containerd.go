@@ -38,6 +38,12 @@ const (
 
 // Options configure a containerd started by StartContainerd.
 type Options struct {
+	// ContainerdVersion selects the containerd release (its binaries as
+	// test/tools.sh builds them, and the configuration it accepts), e.g.
+	// v2.2.9, one of Versions.Matrix. Empty: the full suite's
+	// (CONTAINERD_VERSION, or TRUSTD_E2E_CONTAINERD_VERSION).
+	ContainerdVersion string
+
 	// RequireTrustd turns on NRI's default validator with trustd as a
 	// required plugin: with no trustd connected, every container creation is
 	// rejected (`required plugin "trustd" not present`).
@@ -64,6 +70,8 @@ type Options struct {
 // Node is a running containerd with everything under Dir, and clients for
 // it. Its methods that take no TB are safe for concurrent use.
 type Node struct {
+	// Release is the containerd release running, and what it offers.
+	Release Release
 	// Dir holds the node's configuration, state, sockets and logs.
 	Dir string
 	// Address is containerd's gRPC socket (CRI is served on it too).
@@ -95,11 +103,14 @@ type Node struct {
 	proc         *process
 }
 
-// StartContainerd starts containerd (the pinned build) as a child process
-// with its root, state, sockets and plugin directories under a new temporary
-// directory, NRI enabled, and the pause image imported as SandboxImage. It
-// returns once CRI serves. It fails the test if containerd reports an unknown
-// configuration key (a wrong key would silently test something else).
+// StartContainerd starts containerd (the pinned build of
+// opts.ContainerdVersion) as a child process with its root, state, sockets
+// and plugin directories under a new temporary directory, NRI enabled, and
+// the pause image imported as SandboxImage. It returns once CRI serves. It
+// fails the test if containerd reports an unknown configuration key, if a
+// plugin the configuration configures is not loaded (a wrong key or plugin
+// would silently test something else), or if the binary is another release
+// than the one asked for.
 //
 // On cleanup it removes every pod, stops containerd (SIGTERM, then SIGKILL),
 // kills any shim and container left behind, unmounts what they left mounted
@@ -107,9 +118,16 @@ type Node struct {
 // failed.
 func StartContainerd(t TB, opts Options) *Node {
 	t.Helper()
-	tools, err := FindTools()
+	tools, err := FindToolsFor(opts.ContainerdVersion)
 	if err != nil {
 		t.Fatalf("%v", err)
+	}
+	release, err := ReleaseOf(tools.Versions.Containerd)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if opts.RequireTrustd && !release.NRIValidation {
+		t.Fatalf("containerd %s has no NRI validation (default_validator, required_plugins): RequireTrustd needs 2.2 or later", release)
 	}
 	// Unix socket paths are limited to 108 bytes: keep the directory short
 	// rather than under a (possibly long) test name.
@@ -118,6 +136,7 @@ func StartContainerd(t TB, opts Options) *Node {
 		t.Fatalf("%v", err)
 	}
 	n := &Node{
+		Release:           release,
 		Dir:               dir,
 		Address:           filepath.Join(dir, "containerd.sock"),
 		TTRPCAddress:      filepath.Join(dir, "containerd.sock.ttrpc"),
@@ -175,6 +194,9 @@ func StartContainerd(t TB, opts Options) *Node {
 	if unknown := n.unknownConfigKeys(); unknown != "" {
 		t.Fatalf("containerd ignored keys of %s (check them against containerd %s's source):\n%s", n.ConfigPath, tools.Versions.Containerd, unknown)
 	}
+	if err := n.checkRelease(); err != nil {
+		t.Fatalf("%v\n%s", err, n.LogTail(40))
+	}
 	t.Logf("containerd %s serving on %s (NRI %s) in %v", tools.Versions.Containerd, n.Address, n.NRISocket, time.Since(start).Round(time.Millisecond))
 
 	tar := filepath.Join(dir, "pause.tar")
@@ -183,16 +205,22 @@ func StartContainerd(t TB, opts Options) *Node {
 	return n
 }
 
-// configTemplate is containerd's config.toml (version 3; 2.4 migrates it to
-// 4 in memory, which moves only keys of io.containerd.grpc.v1.cri, unused
-// here). Every key was checked against containerd v2.4.2's source
-// (cmd/containerd/server/config, internal/cri/config, internal/nri/config.go,
-// nri v0.12.3's default-validator, pkg/imageverifier/bindir,
-// plugins/transfer, plugins/services/opt, core/remotes/docker/config for
-// hosts.toml). StartContainerd fails on any key containerd reports as
-// unknown; the runc options (decoded leniently into runc's options.Options)
-// are proven by use: runc is not on PATH, and the harness finds containers
-// under Root.
+// configTemplate is containerd's config.toml, the same for every release of
+// the matrix: version 3, which 2.2 reads natively and 2.3 and 2.4 migrate to
+// 4 in memory (moving [grpc] and [ttrpc] to the io.containerd.server.v1.*
+// plugins and keys of io.containerd.grpc.v1.cri, unused here), as on a node
+// upgraded in place. Every key was checked against the source of containerd
+// v2.2.9, v2.3.7 and v2.4.2 (cmd/containerd/server/config,
+// internal/cri/config, internal/nri/config.go, the default-validator of nri
+// v0.11.0, v0.12.0 and v0.12.3, pkg/imageverifier/bindir, plugins/transfer,
+// plugins/services/opt, core/remotes/docker/config for hosts.toml): the keys
+// used here are the same in all three (see Release for what differs).
+// [ttrpc] address is set explicitly: containerd 2.2's default configuration
+// leaves it empty. StartContainerd fails on any key containerd reports as
+// unknown and on a configured plugin it did not load; the runc options
+// (decoded leniently into runc's options.Options) are proven by use: runc is
+// not on PATH, and the harness finds containers under Root. A key that only
+// some releases know goes in a {{if}} on .Release.
 var configTemplate = template.Must(template.New("config.toml").Funcs(template.FuncMap{"q": tomlString}).Parse(`# containerd configuration generated by trustd's test harness (test/harness/containerd.go).
 version = 3
 root = {{q (.Path "root")}}
@@ -256,6 +284,7 @@ temp = {{q (.Path "tmp")}}
 // configData is what configTemplate renders.
 type configData struct {
 	Node          *Node
+	Release       Release
 	LogLevel      string
 	RequireTrustd bool
 	PluginName    string
@@ -271,6 +300,7 @@ func (d configData) Path(rel string) string { return filepath.Join(d.Node.Dir, r
 func (n *Node) config() ([]byte, error) {
 	d := configData{
 		Node:          n,
+		Release:       n.Release,
 		LogLevel:      "info",
 		RequireTrustd: n.opts.RequireTrustd,
 		PluginName:    NRIPluginName,

@@ -124,13 +124,22 @@ func (n *Node) CreateContainer(podID string, podConfig *runtimeapi.PodSandboxCon
 	if id == "" {
 		return "", fmt.Errorf("image %s is not on the node", ref)
 	}
+	return n.CreateContainerFromImageID(podID, podConfig, name, id, ref)
+}
+
+// CreateContainerFromImageID creates a container named name in the pod
+// from the image with ID imageID, telling CRI the pod asked for ref
+// (ImageSpec{Image: imageID, UserSpecifiedImage: ref}), as CreateContainer
+// does once it has resolved ref. Given an imageID that ref does not name on
+// the node, it is a kubelet that raced a re-tag (or any other CRI client).
+func (n *Node) CreateContainerFromImageID(podID string, podConfig *runtimeapi.PodSandboxConfig, name, imageID, ref string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	resp, err := n.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: podID,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
-			Image:    &runtimeapi.ImageSpec{Image: id, UserSpecifiedImage: ref},
+			Image:    &runtimeapi.ImageSpec{Image: imageID, UserSpecifiedImage: ref},
 			LogPath:  name + ".log",
 			Labels: map[string]string{
 				"io.kubernetes.container.name": name,

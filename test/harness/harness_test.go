@@ -28,7 +28,12 @@ func TestMain(m *testing.M) {
 func TestToolsScriptAgrees(t *testing.T) {
 	cache := t.TempDir()
 	t.Setenv("TRUSTD_E2E_CACHE", cache)
-	for _, override := range []string{"", "v2.3.7"} {
+	t.Setenv("TRUSTD_E2E_CONTAINERD_VERSION", "")
+	pinned, err := ReadVersions()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, override := range append([]string{""}, pinned.Matrix...) {
 		t.Run("containerd="+override, func(t *testing.T) {
 			t.Setenv("TRUSTD_E2E_CONTAINERD_VERSION", override)
 			root, err := ModuleRoot()
@@ -74,6 +79,80 @@ func TestParseEnvFile(t *testing.T) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestParseVersions(t *testing.T) {
+	const pins = "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\n"
+	for _, tc := range []struct {
+		name, in, override string
+		want               Versions
+		wantErr            bool
+	}{
+		{name: "matrix", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.3.7,v2.4.2\n",
+			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.2.9", "v2.3.7", "v2.4.2"}, Runc: "v1.5.2"}},
+		{name: "no matrix: the full suite's alone", in: pins,
+			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.4.2"}, Runc: "v1.5.2"}},
+		{name: "override replaces both", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.4.2\n", override: "v2.3.7",
+			want: Versions{Containerd: "v2.3.7", Matrix: []string{"v2.3.7"}, Runc: "v1.5.2"}},
+		{name: "bad override", in: pins, override: "../v2.3.7", wantErr: true},
+		{name: "twice", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.2.9\n", wantErr: true},
+		{name: "empty entry", in: pins + "CONTAINERD_MATRIX=v2.2.9,,v2.4.2\n", wantErr: true},
+		{name: "not a release", in: pins + "CONTAINERD_MATRIX=v2.2,main\n", wantErr: true},
+		{name: "no runc", in: "CONTAINERD_VERSION=v2.4.2\n", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseVersions("versions.env", []byte(tc.in), tc.override)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("err = %v, want error %v", err, tc.wantErr)
+			}
+			if !tc.wantErr && fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestReleaseOf(t *testing.T) {
+	for _, tc := range []struct {
+		version           string
+		validation, image bool
+		configVersion     int
+		wantErr           bool
+	}{
+		{version: "v2.1.5", configVersion: 3},
+		{version: "v2.2.9", validation: true, configVersion: 3},
+		{version: "2.2.9+unknown", validation: true, configVersion: 3},
+		{version: "v2.3.7", validation: true, configVersion: 4},
+		{version: "v2.4.2", validation: true, image: true, configVersion: 4},
+		{version: "v3.0.0", validation: true, image: true, configVersion: 4},
+		{version: "v1.7.27", wantErr: true},
+		{version: "main", wantErr: true},
+	} {
+		r, err := ReleaseOf(tc.version)
+		if (err != nil) != tc.wantErr {
+			t.Errorf("ReleaseOf(%q): err = %v, want error %v", tc.version, err, tc.wantErr)
+			continue
+		}
+		if tc.wantErr {
+			continue
+		}
+		if r.NRIValidation != tc.validation || r.NRIImage != tc.image || r.ConfigVersion != tc.configVersion {
+			t.Errorf("ReleaseOf(%q) = %+v, want validation %v, image %v, config version %d", tc.version, r, tc.validation, tc.image, tc.configVersion)
+		}
+	}
+	for _, tc := range []struct {
+		pinned, reported string
+		same             bool
+	}{
+		{"v2.2.9", "v2.2.9", true},
+		{"v2.2.9", "2.2.9+unknown", true},
+		{"v2.2.9", "v2.2.90", false},
+		{"v2.2.9", "v2.3.7", false},
+	} {
+		if got := sameRelease(tc.pinned, tc.reported); got != tc.same {
+			t.Errorf("sameRelease(%q, %q) = %v, want %v", tc.pinned, tc.reported, got, tc.same)
+		}
 	}
 }
 

@@ -5,13 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/pelletier/go-toml/v2"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -102,6 +105,50 @@ func (n *Node) unknownConfigKeys() string {
 		}
 	}
 	return strings.Join(lines, "\n")
+}
+
+// checkRelease checks that the containerd serving is the release asked for
+// and that it loaded, without error, every plugin the configuration
+// configures: containerd ignores the section of a plugin it does not have.
+func (n *Node) checkRelease() error {
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	v, err := n.Client.Version(ctx)
+	if err != nil {
+		return fmt.Errorf("containerd version: %w", err)
+	}
+	if !sameRelease(n.Release.Version, v.Version) {
+		return fmt.Errorf("%s is containerd %s, want %s: rebuild it with test/tools.sh", n.tools.Containerd, v.Version, n.Release.Version)
+	}
+	b, err := os.ReadFile(n.ConfigPath)
+	if err != nil {
+		return err
+	}
+	var cfg struct {
+		Plugins map[string]any `toml:"plugins"`
+	}
+	if err := toml.Unmarshal(b, &cfg); err != nil {
+		return fmt.Errorf("%s: %w", n.ConfigPath, err)
+	}
+	resp, err := n.Client.IntrospectionService().Plugins(ctx)
+	if err != nil {
+		return fmt.Errorf("containerd plugins: %w", err)
+	}
+	loaded := map[string]string{} // type.id → init error, "" if none
+	for _, p := range resp.GetPlugins() {
+		loaded[p.GetType()+"."+p.GetID()] = p.GetInitErr().GetMessage()
+	}
+	var errs []error
+	for _, id := range slices.Sorted(maps.Keys(cfg.Plugins)) {
+		initErr, ok := loaded[id]
+		switch {
+		case !ok:
+			errs = append(errs, fmt.Errorf("containerd %s has no plugin %s, which %s configures", n.Release, id, n.ConfigPath))
+		case initErr != "":
+			errs = append(errs, fmt.Errorf("containerd %s: plugin %s failed to load: %s", n.Release, id, initErr))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // LogTail returns the last lines of containerd's log.

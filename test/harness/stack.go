@@ -99,6 +99,9 @@ type Stack struct {
 
 // StackOptions configure StartStack.
 type StackOptions struct {
+	// ContainerdVersion selects the containerd release (Options.ContainerdVersion);
+	// empty: the full suite's.
+	ContainerdVersion string
 	// Mode is the policy mode; "enforce" if empty.
 	Mode string
 	// NoRequireTrustd leaves NRI's default validator off, so containers are
@@ -131,11 +134,12 @@ func StartStack(t TB, opts StackOptions) *Stack {
 	s.PolicyPath = filepath.Join(dir, "policy.toml")
 	s.Env = []string{"TRUSTD_CONFIG=" + s.PolicyPath}
 	s.Node = StartContainerd(t, Options{
-		RequireTrustd:  !opts.NoRequireTrustd,
-		VerifierBinDir: verifiers,
-		Env:            s.Env,
-		Registries:     []string{s.Registry},
-		Debug:          opts.Debug,
+		ContainerdVersion: opts.ContainerdVersion,
+		RequireTrustd:     !opts.NoRequireTrustd,
+		VerifierBinDir:    verifiers,
+		Env:               s.Env,
+		Registries:        []string{s.Registry},
+		Debug:             opts.Debug,
 	})
 	mode := opts.Mode
 	if mode == "" {

@@ -42,6 +42,32 @@ func Prereqs(t TB) {
 	t.Skipf("%s", msg)
 }
 
+// ContainerdPrereqs checks that test/tools.sh built containerd at version
+// (ctr and the shim too), and skips the test or fails it under CI=true as
+// Prereqs does. Prereqs checks the rest of the machine.
+func ContainerdPrereqs(t TB, version string) {
+	t.Helper()
+	var problems []string
+	tools, err := FindToolsFor(version)
+	if err != nil {
+		problems = append(problems, err.Error())
+	} else {
+		for _, bin := range []string{tools.Containerd, tools.Ctr, tools.Shim} {
+			if !isExecutable(bin) {
+				problems = append(problems, fmt.Sprintf("%s is not installed: run `make tools` (test/tools.sh) as root", bin))
+			}
+		}
+	}
+	if len(problems) == 0 {
+		return
+	}
+	msg := "containerd " + version + " missing:\n  - " + strings.Join(problems, "\n  - ")
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s", msg)
+	}
+	t.Skipf("%s", msg)
+}
+
 func missingPrereqs() []string {
 	if runtime.GOOS != "linux" {
 		return []string{"the end-to-end tests run on Linux only (GOOS=" + runtime.GOOS + ")"}

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -18,13 +20,22 @@ const VersionsFile = "test/versions.env"
 
 // Versions are the pinned versions of the external tools.
 type Versions struct {
-	Containerd string // e.g. v2.4.2
-	Runc       string // e.g. v1.5.2
+	Containerd string // the full suite's, e.g. v2.4.2
+	// Matrix are the containerd releases TestContainerdMatrix runs, the
+	// newest patch of each minor line a fleet runs, e.g. [v2.2.9 v2.3.7 v2.4.2].
+	Matrix []string
+	Runc   string // e.g. v1.5.2
 }
 
-// ReadVersions reads VersionsFile from the module root. The environment
-// variable TRUSTD_E2E_CONTAINERD_VERSION overrides the containerd version, as
-// it does for test/tools.sh (a CI matrix sets it).
+// releaseVersion is what a pinned version must look like: it names a
+// directory of the tool cache and a module version.
+var releaseVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// ReadVersions reads VersionsFile from the module root: CONTAINERD_VERSION,
+// CONTAINERD_MATRIX (comma-separated; CONTAINERD_VERSION alone if absent) and
+// RUNC_VERSION. The environment variable TRUSTD_E2E_CONTAINERD_VERSION
+// replaces the containerd version and the matrix with itself, as it does for
+// test/tools.sh (a CI job per release sets it).
 func ReadVersions() (Versions, error) {
 	root, err := ModuleRoot()
 	if err != nil {
@@ -35,16 +46,40 @@ func ReadVersions() (Versions, error) {
 	if err != nil {
 		return Versions{}, err
 	}
+	return parseVersions(path, b, os.Getenv("TRUSTD_E2E_CONTAINERD_VERSION"))
+}
+
+// parseVersions reads the versions file's content b; override is
+// TRUSTD_E2E_CONTAINERD_VERSION's value.
+func parseVersions(path string, b []byte, override string) (Versions, error) {
 	vars, err := parseEnvFile(path, b)
 	if err != nil {
 		return Versions{}, err
 	}
 	v := Versions{Containerd: vars["CONTAINERD_VERSION"], Runc: vars["RUNC_VERSION"]}
-	if o := os.Getenv("TRUSTD_E2E_CONTAINERD_VERSION"); o != "" {
-		v.Containerd = o
-	}
 	if v.Containerd == "" || v.Runc == "" {
 		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION and RUNC_VERSION must both be set", path)
+	}
+	if m := vars["CONTAINERD_MATRIX"]; m != "" {
+		for r := range strings.SplitSeq(m, ",") {
+			if slices.Contains(v.Matrix, r) {
+				return Versions{}, fmt.Errorf("%s: CONTAINERD_MATRIX lists %s twice", path, r)
+			}
+			v.Matrix = append(v.Matrix, r)
+		}
+	} else {
+		v.Matrix = []string{v.Containerd}
+	}
+	if override != "" {
+		if !releaseVersion.MatchString(override) {
+			return Versions{}, fmt.Errorf("TRUSTD_E2E_CONTAINERD_VERSION=%q: want a release such as v2.3.7", override)
+		}
+		v.Containerd, v.Matrix = override, []string{override}
+	}
+	for _, r := range append([]string{v.Containerd, v.Runc}, v.Matrix...) {
+		if !releaseVersion.MatchString(r) {
+			return Versions{}, fmt.Errorf("%s: version %q: want a release such as v2.3.7", path, r)
+		}
 	}
 	return v, nil
 }
@@ -101,11 +136,23 @@ type Tools struct {
 	Runc       string // runc
 }
 
-// FindTools returns where test/tools.sh puts the pinned tools.
-func FindTools() (Tools, error) {
+// FindTools returns where test/tools.sh puts the pinned tools, with the
+// full suite's containerd.
+func FindTools() (Tools, error) { return FindToolsFor("") }
+
+// FindToolsFor returns where test/tools.sh puts the pinned tools, with
+// containerd at version (one of Versions.Matrix, say); "" is the full
+// suite's version.
+func FindToolsFor(containerd string) (Tools, error) {
 	v, err := ReadVersions()
 	if err != nil {
 		return Tools{}, err
+	}
+	if containerd != "" {
+		if !releaseVersion.MatchString(containerd) {
+			return Tools{}, fmt.Errorf("containerd version %q: want a release such as v2.3.7", containerd)
+		}
+		v.Containerd = containerd
 	}
 	cdir, err := ToolBinDir("containerd", v.Containerd)
 	if err != nil {
