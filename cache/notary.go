@@ -394,6 +394,21 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 		return false, err
 	}
 	ts, err := root.VerifyTimestamp(tsBytes, prevState)
+	if err != nil && prevState != nil && (errors.Is(err, notary.ErrBadSignature) || errors.Is(err, notary.ErrThreshold)) {
+		// The timestamp key may have been rotated: as Notary's client does,
+		// fetch the current root, verify the rotation against the trusted
+		// root, and try again with it.
+		nb, ferr := s.Fetcher.Fetch(ctx, base+"root.json", maxNotaryRootSize)
+		if ferr != nil {
+			return false, fmt.Errorf("%w (and fetching a new root failed: %v)", err, ferr)
+		}
+		newRoot, walked, rerr := s.rotateRoot(ctx, base, nb, prevState, o)
+		if rerr != nil {
+			return false, fmt.Errorf("%w (and the server's root does not verify: %v)", err, rerr)
+		}
+		root, rootBytes, prevState = newRoot, nb, walked
+		ts, err = root.VerifyTimestamp(tsBytes, prevState)
+	}
 	if err != nil {
 		return false, err
 	}
@@ -415,6 +430,11 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 		}
 		if !hashesMatch(rm, nb) {
 			return false, fmt.Errorf("root.json from the server does not match the snapshot's hashes")
+		}
+		if prevState != nil {
+			if _, walked, err := s.rotateRoot(ctx, base, nb, prevState, o); err == nil {
+				prevState = walked
+			}
 		}
 		rootBytes = nb
 	}
@@ -454,6 +474,52 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 	}
 	s.install(gun, res)
 	return true, nil
+}
+
+// rotateRoot verifies a new root against the trusted one. When the new
+// root is more than one version ahead and not signed by the trusted root's
+// keys (several rotations happened), it walks the intermediate versions
+// the server keeps (<version>.root.json), each signed by its predecessor.
+// It returns the verified root and the trusted state to verify the rest
+// with (its root replaced by the new root's predecessor).
+func (s *NotarySource) rotateRoot(ctx context.Context, base string, nb []byte, prev *notary.Trusted, o notary.Options) (*notary.Root, *notary.Trusted, error) {
+	r, err := notary.VerifyRoot(nb, prev, o)
+	if err == nil {
+		return r, prev, nil
+	}
+	from, to := rootVersion(prev.Root), rootVersion(nb)
+	if from <= 0 || to <= from+1 || to-from > maxRootRotations {
+		return nil, nil, err
+	}
+	cur := *prev
+	for v := from + 1; v < to; v++ {
+		b, ferr := s.Fetcher.Fetch(ctx, fmt.Sprintf("%s%d.root.json", base, v), maxNotaryRootSize)
+		if ferr != nil {
+			return nil, nil, fmt.Errorf("%w (walking root versions: %v)", err, ferr)
+		}
+		if _, verr := notary.VerifyRoot(b, &cur, o); verr != nil {
+			return nil, nil, fmt.Errorf("root version %d: %w", v, verr)
+		}
+		cur.Root = b
+	}
+	r, err = notary.VerifyRoot(nb, &cur, o)
+	if err != nil {
+		return nil, nil, err
+	}
+	return r, &cur, nil
+}
+
+// rootVersion reads the version of a root.json without verifying it.
+func rootVersion(b []byte) int {
+	var r struct {
+		Signed struct {
+			Version int `json:"version"`
+		} `json:"signed"`
+	}
+	if json.Unmarshal(b, &r) != nil {
+		return 0
+	}
+	return r.Signed.Version
 }
 
 // hashesMatch checks b against the SHA-256 and SHA-512 hashes of m, at

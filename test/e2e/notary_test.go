@@ -339,6 +339,49 @@ func TestNotary(t *testing.T) {
 		}
 	})
 
+	t.Run("6b key rotations through the notary CLI are followed", func(t *testing.T) {
+		if err := s.Trustd.Stop(); err != nil {
+			t.Errorf("trustd on SIGTERM: %v", err)
+		}
+		p := notaryPolicy{CacheDir: filepath.Join(t.TempDir(), "cache"), TOFU: true}
+		writeNotaryPolicy(t, s, ns.URL(), repo, p)
+		s.Sync(t) // trusts the current root
+		for _, r := range []struct {
+			role   string
+			remote bool
+		}{{"targets", false}, {"root", false}, {"timestamp", true}} {
+			if err := nc.RotateKey(gun, r.role, r.remote); err != nil {
+				t.Fatalf("rotate %s: %v", r.role, err)
+			}
+		}
+		if err := nc.AddManifest(gun, "3.0", manifests[inTargets.manifest], releasesRole); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Publish(gun); err != nil {
+			t.Fatal(err)
+		}
+		newRoot, err := nc.RootKeyIDs(gun)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Equal(newRoot, rootKeys) {
+			t.Fatalf("root key unchanged after rotation: %v", newRoot)
+		}
+		res := s.CLI(t, "sync", "--config", s.PolicyPath)
+		if res.ExitCode != 0 || !strings.Contains(res.Stdout, "1 updated") {
+			t.Fatalf("sync after key rotations: exit %d\n%s%s", res.ExitCode, res.Stdout, res.Stderr)
+		}
+		notaryVerify(t, s, []string{repo + ":3.0@" + string(inTargets.manifest)}, true, inTargets.manifest)
+		notaryVerify(t, s, []string{signed.ref}, true, signed.manifest)
+		insp := s.CLI(t, "inspect", "--config", s.PolicyPath, repo)
+		for _, id := range newRoot {
+			if !strings.Contains(insp.Stdout, id) {
+				t.Errorf("inspect does not show the rotated root key %s:\n%s", id, insp.Stdout)
+			}
+		}
+		s.StartTrustd(t)
+	})
+
 	t.Run("7 notary-server stopped and trustd restarted: decisions unchanged", func(t *testing.T) {
 		if err := s.Trustd.Stop(); err != nil {
 			t.Errorf("trustd on SIGTERM: %v", err)
