@@ -44,7 +44,7 @@ fuzz-short:
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
 	  done; \
 	done
 
@@ -58,7 +58,7 @@ demo: tools
 
 ## bench: benchmarks (see BENCHMARKS.md)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem $(UNIT)
+	GO=$(GO) bash scripts/bench.sh
 
 ## package: the .deb in $(DIST) (nfpm $(NFPM_VERSION), config packaging/nfpm.yaml): a static
 ## trustd, its trustd-verifier link in containerd's image verifier dir, the systemd unit,

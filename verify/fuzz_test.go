@@ -291,8 +291,10 @@ func FuzzDecide(f *testing.F) {
 			if d.Image != ref.String() {
 				t.Fatalf("Image = %q, want %q", d.Image, ref.String())
 			}
-		} else if d.Allowed && p.Mode != policy.ModeOff {
-			t.Fatalf("an invalid reference was allowed: %s", msg)
+		} else if d.Allowed && p.Mode == policy.ModeEnforce {
+			t.Fatalf("an invalid reference was allowed in enforce mode: %s", msg)
+		} else if d.Allowed && p.Mode == policy.ModeAudit && !d.Audit {
+			t.Fatalf("an invalid reference was allowed in audit mode without saying it would be denied: %s", msg)
 		} else if d.Image != image {
 			t.Fatalf("Image = %q, want the reference as given %q", d.Image, image)
 		}
