@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +16,18 @@ import (
 
 	"github.com/trustd/trustd/test/harness"
 )
+
+// metricsAddr is where TestPolicy's trustd serves its metrics.
+var metricsAddr = freeLoopbackAddr()
+
+func freeLoopbackAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "127.0.0.1:19109"
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
 
 // writePolicy replaces the stack's policy with the harness's source and
 // daemon settings followed by the given rules and mirrors.
@@ -28,6 +43,7 @@ refresh = "1s"
 nri_socket = %q
 containerd_address = %q
 control_socket = %q
+metrics_address = %q
 
 [[source]]
 name = "corp"
@@ -35,7 +51,7 @@ kind = "tuf"
 url = %q
 root = %q
 repositories = [%q]
-`, p.CacheDir, p.NRISocket, p.ContainerdAddress, p.ControlSocket, p.TUFURL, p.TUFRoot, s.Registry+"/**")
+`, p.CacheDir, p.NRISocket, p.ContainerdAddress, p.ControlSocket, metricsAddr, p.TUFURL, p.TUFRoot, s.Registry+"/**")
 	if err := os.WriteFile(s.PolicyPath+".tmp", []byte(head+body), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +111,9 @@ to = %q
 		t.Fatalf("policy check: %s%s", res.Stdout, res.Stderr)
 	}
 	s.Sync(t)
-	td := s.StartTrustd(t)
+	// As under systemd with WatchdogSec: trustd must ping while healthy.
+	td := harness.StartTrustd(t, s.Bin, s.PolicyPath, append(s.Env, "WATCHDOG_USEC=600000")...)
+	s.Trustd = td
 
 	t.Run("namespaces: one pod allowed, one denied", func(t *testing.T) {
 		// A pull does not know its namespace: allowed because team-a may run it.
@@ -212,6 +230,37 @@ action = "allow"
 		st = s.CLI(t, "status", "--config", s.PolicyPath)
 		if strings.Contains(st.Stdout, "FAILED") {
 			t.Errorf("status still shows a failed reload:\n%s", st.Stdout)
+		}
+	})
+
+	t.Run("observability: watchdog pings and metrics after known decisions", func(t *testing.T) {
+		if err := td.WaitNotification("WATCHDOG=1", 5*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.Get("http://" + metricsAddr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		m := string(body)
+		for _, want := range []string{
+			`trustd_decisions_total{decision="deny",namespace="team-b",rule="rule #3`,
+			`trustd_decisions_total{decision="allow",namespace="team-a",rule="rule #2`,
+			`trustd_nri_connected 1`,
+			`trustd_decision_duration_seconds_count`,
+			`trustd_cache_expiry_timestamp_seconds{source="corp"}`,
+		} {
+			if !strings.Contains(m, want) {
+				t.Errorf("metrics lack %q", want)
+			}
+		}
+		if t.Failed() {
+			t.Logf("metrics:\n%s", m)
+		}
+		hz, err := http.Get("http://" + metricsAddr + "/healthz")
+		if err != nil || hz.StatusCode != http.StatusOK {
+			t.Errorf("/healthz: %v %v", hz, err)
 		}
 	})
 }
