@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +26,19 @@ var ErrUnreachable = errors.New("source unreachable")
 type Fetcher interface {
 	Fetch(ctx context.Context, url string, limit int64) ([]byte, error)
 }
+
+// defaultClient keeps connections and TLS sessions across a sync round,
+// in which several repositories of one server are fetched at once.
+var defaultClient = &http.Client{Transport: func() http.RoundTripper {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 16
+	t.IdleConnTimeout = 10 * time.Minute
+	if t.TLSClientConfig == nil {
+		t.TLSClientConfig = &tls.Config{}
+	}
+	t.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(64)
+	return t
+}()}
 
 // HTTPFetcher fetches over HTTP(S) with a per-request deadline and a size
 // bound; a server that streams forever or trickles bytes is cut off.
@@ -53,7 +67,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, limit int64) ([]byt
 	}
 	client := f.Client
 	if client == nil {
-		client = http.DefaultClient
+		client = defaultClient
 	}
 	resp, err := client.Do(req)
 	if err != nil {

@@ -39,6 +39,9 @@ type Status struct {
 	LastChange  time.Time `json:"last_change,omitzero"`
 	LastError   string    `json:"last_error,omitempty"`
 	Summary     string    `json:"summary,omitempty"`
+	// LastManifestFetch is when signed manifests were last fetched from
+	// the registries.
+	LastManifestFetch time.Time `json:"last_manifest_fetch,omitzero"`
 	// Unreachable is set while syncs fail to reach the source, since
 	// UnreachableSince.
 	Unreachable      bool      `json:"unreachable,omitempty"`
@@ -171,7 +174,11 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 	st := s.readStatus(src)
 	st.LastAttempt = now.UTC()
 	res, err := src.Sync(ctx, now)
-	if res != nil && res.Index != nil && s.Registry != nil {
+	// Fetch signed manifests when the trust data changed, or at most hourly
+	// (to retry those a registry did not serve): never on every round.
+	due := st.LastManifestFetch.IsZero() || now.Sub(st.LastManifestFetch) > time.Hour
+	if res != nil && res.Index != nil && s.Registry != nil && (res.Changed || due) {
+		st.LastManifestFetch = now.UTC()
 		refs := map[string][]TargetRef{}
 		for name, r := range res.Index.Repos {
 			for _, roles := range r.Tags {
