@@ -255,7 +255,7 @@ func (t *tufSource) importBundle(b *TUFBundle, now time.Time) (string, error) {
 	}
 	nb := *b
 	nb.Source, nb.Verified = t.TUFSource.Name, now.UTC()
-	if err := t.writeBundle(&nb); err != nil {
+	if _, err := t.writeBundle(&nb); err != nil {
 		return "", err
 	}
 	return "imported (" + t.index(tm, now).Version + ")", nil
@@ -288,9 +288,11 @@ func (s *NotarySource) importBundle(b *NotaryBundle, now time.Time) (bool, error
 	if err := os.MkdirAll(filepath.Dir(s.bundlePath(b.GUN)), 0o700); err != nil {
 		return false, err
 	}
-	if err := s.writeBundle(nb); err != nil {
+	data, err := s.writeBundle(nb)
+	if err != nil {
 		return false, err
 	}
 	s.install(b.GUN, res)
+	s.saveDerived(b.GUN, s.derivedKey(b.GUN, data))
 	return true, nil
 }

@@ -173,18 +173,13 @@ func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 		if err != nil {
 			continue
 		}
-		b, err := s.readBundle(gun)
+		raw, b, err := s.readBundleRaw(gun)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		res, err := s.verifyBundle(b)
-		if err != nil {
+		if err := s.loadVerified(gun, raw, b); err != nil {
 			errs = append(errs, fmt.Errorf("cached trust data of %s failed verification (%s): %w", gun, s.moveAside(gun), err))
-			continue
-		}
-		if res != nil {
-			s.install(gun, res)
 		}
 	}
 	return s.index(), errors.Join(errs...)
@@ -201,18 +196,72 @@ func (s *NotarySource) index() *verify.SourceIndex {
 }
 
 func (s *NotarySource) readBundle(gun string) (*NotaryBundle, error) {
+	_, b, err := s.readBundleRaw(gun)
+	return b, err
+}
+
+func (s *NotarySource) readBundleRaw(gun string) ([]byte, *NotaryBundle, error) {
 	data, err := readFileLimit(s.bundlePath(gun), maxBundleFileBytes)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var b NotaryBundle
 	if err := json.Unmarshal(data, &b); err != nil || b.Format != 1 || b.GUN != gun {
 		if err == nil {
 			err = fmt.Errorf("format %d, GUN %q", b.Format, b.GUN)
 		}
-		return nil, fmt.Errorf("cached trust data of %s is unreadable (%s): %w", gun, s.moveAside(gun), err)
+		return nil, nil, fmt.Errorf("cached trust data of %s is unreadable (%s): %w", gun, s.moveAside(gun), err)
 	}
-	return &b, nil
+	return data, &b, nil
+}
+
+func (s *NotarySource) derivedPath(gun string) string { return s.bundlePath(gun) + ".index" }
+
+// derivedKey binds a GUN's derived index to its bundle bytes and to what
+// the policy pins for it.
+func (s *NotarySource) derivedKey(gun string, raw []byte) string {
+	pin, _ := json.Marshal(s.pinFor(gun))
+	return derivedKey(raw, pin)
+}
+
+// loadVerified installs a cached GUN: from its derived index when that
+// matches the bundle's bytes and pins, otherwise by verifying the bundle
+// in full (and deriving the index for the next start).
+func (s *NotarySource) loadVerified(gun string, raw []byte, b *NotaryBundle) error {
+	if b.Unsigned {
+		return nil
+	}
+	key := s.derivedKey(gun, raw)
+	if d, err := readDerived(s.derivedPath(gun), key); err == nil && d.Repos[gun] != nil {
+		var k notary.Keys
+		if json.Unmarshal(d.Extra, &k) == nil {
+			s.installDerived(gun, d.Repos[gun], &k)
+			return nil
+		}
+	}
+	res, err := s.verifyBundle(b)
+	if err != nil {
+		removeDerived(s.derivedPath(gun))
+		return err
+	}
+	s.install(gun, res)
+	s.saveDerived(gun, key)
+	return nil
+}
+
+// saveDerived writes the installed index of gun as its derived index.
+func (s *NotarySource) saveDerived(gun, key string) {
+	s.mu.Lock()
+	r, k := s.repos[gun], s.keys[gun]
+	s.mu.Unlock()
+	if r == nil || k == nil {
+		return
+	}
+	extra, err := json.Marshal(k)
+	if err != nil {
+		return
+	}
+	_ = writeDerived(s.derivedPath(gun), &derivedIndex{Key: key, Version: gun, Repos: map[string]*verify.Repo{gun: r}, Extra: extra})
 }
 
 // verifyBundle re-verifies a stored bundle at the time it was verified
@@ -243,6 +292,15 @@ func (s *NotarySource) install(gun string, res *notary.Result) {
 	k := res.Keys
 	s.repos[gun] = splitExpiry(res.Repo, &k)
 	s.keys[gun] = &k
+}
+
+func (s *NotarySource) installDerived(gun string, r *verify.Repo, k *notary.Keys) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.repos == nil {
+		s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
+	}
+	s.repos[gun], s.keys[gun] = r, k
 }
 
 // splitExpiry separates a Notary repository's freshness (timestamp and
@@ -341,12 +399,12 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 	l, _ := s.locks.LoadOrStore(gun, &sync.Mutex{})
 	l.(*sync.Mutex).Lock()
 	defer l.(*sync.Mutex).Unlock()
-	prev, err := s.readBundle(gun)
+	raw, prev, err := s.readBundleRaw(gun)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		prev = nil // unreadable: moved aside; start afresh
 	}
 	if prev != nil && !prev.Unsigned {
-		if _, verr := s.verifyBundle(prev); verr != nil {
+		if verr := s.loadVerified(gun, raw, prev); verr != nil {
 			s.moveAside(gun)
 			prev = nil
 		}
@@ -469,10 +527,12 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 		return false, err
 	}
 	nb := &NotaryBundle{Format: 1, GUN: gun, Verified: now.UTC(), Root: files.Root, Timestamp: files.Timestamp, Snapshot: files.Snapshot, Targets: files.Targets, Delegations: files.Delegations, State: res.State}
-	if err := s.writeBundle(nb); err != nil {
+	data, err := s.writeBundle(nb)
+	if err != nil {
 		return false, err
 	}
 	s.install(gun, res)
+	s.saveDerived(gun, s.derivedKey(gun, data))
 	return true, nil
 }
 
@@ -561,18 +621,19 @@ func (s *NotarySource) markUnsigned(gun string, now time.Time, prev *NotaryBundl
 	if prev != nil && prev.Unsigned {
 		return false, nil
 	}
-	return true, s.writeBundle(&NotaryBundle{Format: 1, GUN: gun, Verified: now.UTC(), Unsigned: true})
+	_, err := s.writeBundle(&NotaryBundle{Format: 1, GUN: gun, Verified: now.UTC(), Unsigned: true})
+	return true, err
 }
 
-func (s *NotarySource) writeBundle(b *NotaryBundle) error {
+func (s *NotarySource) writeBundle(b *NotaryBundle) ([]byte, error) {
 	p := s.bundlePath(b.GUN)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	data, err := json.Marshal(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	RemoveStaleTemps(p) // one writer per GUN (SyncRepo's lock)
-	return WriteFileAtomic(p, data, 0o600)
+	return data, WriteFileAtomic(p, data, 0o600)
 }

@@ -72,25 +72,39 @@ func (s *TUFSource) bundlePath() string { return filepath.Join(s.Dir, "tuf.json"
 // instead of vanishing. A bundle that fails verification is moved aside
 // (and reported in the error) so that the next sync fetches afresh.
 func (s *TUFSource) Load() (*verify.SourceIndex, *TUFBundle, error) {
-	b, err := s.readBundle()
+	raw, b, err := s.readBundleRaw()
 	if err != nil {
 		return nil, nil, err
 	}
+	key := derivedKey(raw, s.Root)
+	if d, err := readDerived(s.derivedPath(), key); err == nil {
+		return &verify.SourceIndex{Name: s.Name, Kind: "tuf", Repos: d.Repos, Version: d.Version, Updated: b.Verified}, b, nil
+	}
 	tm, err := s.verifyBundle(b, time.Time{})
 	if err != nil {
+		removeDerived(s.derivedPath())
 		aside := s.moveAside(err)
 		return nil, nil, fmt.Errorf("cached trust data of source %q failed verification (%s): %w", s.Name, aside, err)
 	}
-	return s.index(tm, b.Verified), b, nil
+	ix := s.index(tm, b.Verified)
+	_ = writeDerived(s.derivedPath(), &derivedIndex{Key: key, Version: ix.Version, Repos: ix.Repos})
+	return ix, b, nil
 }
 
+func (s *TUFSource) derivedPath() string { return s.bundlePath() + ".index" }
+
 func (s *TUFSource) readBundle() (*TUFBundle, error) {
+	_, b, err := s.readBundleRaw()
+	return b, err
+}
+
+func (s *TUFSource) readBundleRaw() ([]byte, *TUFBundle, error) {
 	data, err := readFileLimit(s.bundlePath(), maxBundleFileBytes)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("source %q: %w", s.Name, ErrNoData)
+			return nil, nil, fmt.Errorf("source %q: %w", s.Name, ErrNoData)
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	var b TUFBundle
 	if err := json.Unmarshal(data, &b); err != nil || b.Format != 1 {
@@ -98,9 +112,9 @@ func (s *TUFSource) readBundle() (*TUFBundle, error) {
 			err = fmt.Errorf("unknown format %d", b.Format)
 		}
 		aside := s.moveAside(err)
-		return nil, fmt.Errorf("cached trust data of source %q is unreadable (%s): %w", s.Name, aside, err)
+		return nil, nil, fmt.Errorf("cached trust data of source %q is unreadable (%s): %w", s.Name, aside, err)
 	}
-	return &b, nil
+	return data, &b, nil
 }
 
 // ErrNoData means a source has nothing in the cache yet.
@@ -170,12 +184,18 @@ type SyncResult struct {
 // only when something changed, in one atomic step. On error the cache is
 // untouched.
 func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
-	prev, err := s.readBundle()
+	raw, prev, err := s.readBundleRaw()
 	if err != nil && !errors.Is(err, ErrNoData) {
 		prev = nil // unreadable: moved aside; start again from the pinned root
 	}
+	// The cached state: verified already when its derived index matches
+	// its bytes, otherwise verified now.
+	var prevDerived *derivedIndex
 	if prev != nil {
-		if _, verr := s.verifyBundle(prev, time.Time{}); verr != nil {
+		if d, derr := readDerived(s.derivedPath(), derivedKey(raw, s.Root)); derr == nil {
+			prevDerived = d
+		} else if _, verr := s.verifyBundle(prev, time.Time{}); verr != nil {
+			removeDerived(s.derivedPath())
 			s.moveAside(verr)
 			prev = nil
 		}
@@ -235,6 +255,14 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 		if tm.Timestamp.Signed.IsExpired(tm.RefTime) {
 			return nil, fmt.Errorf("timestamp: %w", &metadata.ErrExpiredMetadata{Msg: "timestamp.json is expired and the server has no newer one"})
 		}
+	}
+	// Unchanged (same timestamp, no new root) and still fresh: nothing to
+	// fetch or verify again — one timestamp request per round.
+	if prevDerived != nil && len(nb.Roots) == len(prev.Roots) && bytes.Equal(nb.Timestamp, prev.Timestamp) && freshAt(prevDerived.Repos, now) {
+		return &SyncResult{
+			Index:   &verify.SourceIndex{Name: s.Name, Kind: "tuf", Repos: prevDerived.Repos, Version: prevDerived.Version, Updated: now.UTC()},
+			Summary: prevDerived.Version,
+		}, nil
 	}
 
 	// Snapshot.
@@ -337,14 +365,17 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 
 	changed := !sameBundle(prev, nb)
 	res := &SyncResult{Changed: changed}
-	if changed {
-		if err := s.writeBundle(nb); err != nil {
-			return nil, err
-		}
-	} else {
+	if !changed {
 		nb.Verified = prev.Verified
 	}
 	res.Index = s.index(tm, now.UTC())
+	if changed {
+		data, err := s.writeBundle(nb)
+		if err != nil {
+			return nil, err
+		}
+		_ = writeDerived(s.derivedPath(), &derivedIndex{Key: derivedKey(data, s.Root), Version: res.Index.Version, Repos: res.Index.Repos})
+	}
 	for _, r := range res.Index.Repos {
 		r.Problems = append(r.Problems, problems...)
 	}
@@ -353,6 +384,16 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 		res.Summary += "; " + strings.Join(problems, "; ")
 	}
 	return res, nil
+}
+
+// freshAt reports whether no repository's data has expired at now.
+func freshAt(repos map[string]*verify.Repo, now time.Time) bool {
+	for _, r := range repos {
+		if now.After(r.Expires) || !r.FreshUntil.IsZero() && now.After(r.FreshUntil) {
+			return false
+		}
+	}
+	return true
 }
 
 func boundFor(meta *metadata.MetaFiles, def int64) int64 {
@@ -379,14 +420,14 @@ func sameBundle(a, b *TUFBundle) bool {
 	return bytes.Equal(a.Timestamp, b.Timestamp) && bytes.Equal(a.Snapshot, b.Snapshot) && bytes.Equal(a.Targets, b.Targets)
 }
 
-func (s *TUFSource) writeBundle(b *TUFBundle) error {
+func (s *TUFSource) writeBundle(b *TUFBundle) ([]byte, error) {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
-		return err
+		return nil, err
 	}
 	data, err := json.Marshal(b)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	RemoveStaleTemps(s.bundlePath())
-	return WriteFileAtomic(s.bundlePath(), data, 0o600)
+	return data, WriteFileAtomic(s.bundlePath(), data, 0o600)
 }
