@@ -47,7 +47,7 @@ func (r *Resolver) Covers(ctx context.Context, d digest.Digest) ([]digest.Digest
 	if ok {
 		return c, true
 	}
-	data, err := r.read(ctx, d, true)
+	data, err := r.read(ctx, d)
 	if err != nil {
 		return nil, false
 	}
@@ -62,7 +62,7 @@ func (r *Resolver) Covers(ctx context.Context, d digest.Digest) ([]digest.Digest
 	complete := true
 	for _, k := range kids {
 		covers = append(covers, k)
-		kd, err := r.read(ctx, k, true)
+		kd, err := r.read(ctx, k)
 		if err != nil {
 			complete = false // a platform not pulled here: fine, but don't memoise
 			continue
@@ -82,7 +82,9 @@ func (r *Resolver) Covers(ctx context.Context, d digest.Digest) ([]digest.Digest
 	return covers, true
 }
 
-func (r *Resolver) read(ctx context.Context, d digest.Digest, keep bool) ([]byte, error) {
+// read returns the verified bytes of d from the first reader that has them,
+// and keeps a copy in the manifest cache when another reader served them.
+func (r *Resolver) read(ctx context.Context, d digest.Digest) ([]byte, error) {
 	if err := d.Validate(); err != nil {
 		return nil, err
 	}
@@ -97,7 +99,7 @@ func (r *Resolver) read(ctx context.Context, d digest.Digest, keep bool) ([]byte
 			errs = append(errs, fmt.Errorf("content of %s does not match its digest", d))
 			continue
 		}
-		if keep && r.Cache != nil {
+		if r.Cache != nil {
 			if _, isCache := rd.(*cache.ManifestCache); !isCache {
 				_ = r.Cache.Put(d, b)
 			}
