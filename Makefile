@@ -40,13 +40,7 @@ lint:
 
 ## fuzz-short: every fuzz target for $(FUZZTIME) (CI budget)
 fuzz-short:
-	@set -e; for pkg in $(UNIT); do \
-	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
-	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
-	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
-	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) -fuzzminimizetime 5s $$pkg; \
-	  done; \
-	done
+	FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh $(UNIT)
 
 ## fuzz: the same, longer (FUZZTIME=10m by default here)
 fuzz:
