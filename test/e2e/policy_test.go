@@ -258,6 +258,19 @@ action = "allow"
 		if t.Failed() {
 			t.Logf("metrics:\n%s", m)
 		}
+		// Local attack surface: the control socket and the cache are root's alone.
+		if fi, err := os.Stat(s.Policy.ControlSocket); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("control socket %s: %v, mode %v, want 0600", s.Policy.ControlSocket, err, fi.Mode().Perm())
+		}
+		filepath.Walk(s.Policy.CacheDir, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+				t.Errorf("cache %s is mode %v: readable or writable by others", p, perm)
+			}
+			return nil
+		})
 		hz, err := http.Get("http://" + metricsAddr + "/healthz")
 		if err != nil || hz.StatusCode != http.StatusOK {
 			t.Errorf("/healthz: %v %v", hz, err)
