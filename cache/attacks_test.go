@@ -2,6 +2,8 @@ package cache
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"errors"
 	"io"
 	"net/http"
@@ -12,6 +14,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sigstore/sigstore/pkg/signature"
+	"github.com/theupdateframework/go-tuf/v2/metadata"
 
 	"github.com/trustd/trustd/test/harness"
 )
@@ -240,4 +245,183 @@ func TestNotaryNetworkAttacks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTUFFastForwardRecovery: an attacker with the timestamp key pushed the
+// timestamp version far ahead (fast-forward); the repository owner rotates
+// the timestamp key and starts the versions again. The client must follow
+// (the new root no longer trusts the old key, so the old version no longer
+// binds), and a rollback without rotation stays refused.
+func TestTUFFastForwardRecovery(t *testing.T) {
+	repo, src, _ := newTUF(t)
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("a"))
+	repo.SetTimestampVersion(999) // the compromised key signs version 1000
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := src.Sync(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	// Without a key rotation, version 1 after 1000 is a rollback.
+	repo.SetTimestampVersion(0)
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Sync(ctx, time.Now()); err == nil || !strings.Contains(err.Error(), "timestamp") {
+		t.Fatalf("timestamp version reset without a key rotation: %v", err)
+	}
+	// Recovery: a new timestamp key in a new root, versions from 1 again.
+	if err := repo.RotateKey("timestamp"); err != nil {
+		t.Fatal(err)
+	}
+	repo.SetTimestampVersion(0)
+	repo.SetTarget("127.0.0.1:5000/demo/hello:2.0", manifest("b"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := src.Sync(ctx, time.Now())
+	if err != nil {
+		t.Fatalf("recovery after the timestamp key rotation: %v", err)
+	}
+	if res.Index.Repos["127.0.0.1:5000/demo/hello"].Tags["2.0"] == nil {
+		t.Fatal("new data after recovery missing")
+	}
+	// And a restart loads it.
+	if _, _, err := src.Load(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestTUFWrongKey: targets re-signed with a key the root does not list for
+// targets (the attacker holds some other key) are refused.
+func TestTUFWrongKey(t *testing.T) {
+	repo, src, _ := newTUF(t)
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("a"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if _, err := src.Sync(ctx, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("b"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	a, url := newAttacker(t, repo.URL())
+	src.URL = url
+	b, err := os.ReadFile(filepath.Join(repo.Dir(), "targets.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := metadata.Targets().FromBytes(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.Signed.Targets["127.0.0.1:5000/demo/hello:1.0"].Hashes["sha256"][0] ^= 1
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	signer, err := signature.LoadED25519Signer(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md.ClearSignatures()
+	if _, err := md.Sign(signer); err != nil {
+		t.Fatal(err)
+	}
+	forged, err := md.ToBytes(true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.set(func(a *attacker) { a.replay["targets.json"] = forged })
+	if _, err := src.Sync(ctx, time.Now()); err == nil || !strings.Contains(err.Error(), "targets") {
+		t.Fatalf("targets signed by a wrong key: %v", err)
+	}
+}
+
+// TestTUFKeyCompromiseBelowThreshold: with targets at threshold 2, an
+// attacker holding one targets key cannot sign targets alone; both keys
+// together can (the control).
+func TestTUFKeyCompromiseBelowThreshold(t *testing.T) {
+	newSigner := func() (*metadata.Key, signature.Signer) {
+		pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+		s, err := signature.LoadED25519Signer(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := metadata.KeyFromPublicKey(pub)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k, s
+	}
+	write := func(dir, name string, b []byte) {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func(t *testing.T, signTargets int) (*TUFSource, func() error) {
+		exp := time.Now().Add(24 * time.Hour)
+		dir := t.TempDir()
+		root := metadata.Root(exp)
+		rk, rs := newSigner()
+		k1, s1 := newSigner()
+		k2, s2 := newSigner()
+		sk, ss := newSigner()
+		tk, ts := newSigner()
+		for _, kr := range []struct {
+			k    *metadata.Key
+			role string
+		}{{rk, "root"}, {k1, "targets"}, {k2, "targets"}, {sk, "snapshot"}, {tk, "timestamp"}} {
+			if err := root.Signed.AddKey(kr.k, kr.role); err != nil {
+				t.Fatal(err)
+			}
+		}
+		root.Signed.Roles["targets"].Threshold = 2
+		root.Signed.ConsistentSnapshot = false
+		root.Sign(rs)
+		rootBytes, _ := root.ToBytes(true)
+		write(dir, "root.json", rootBytes)
+
+		targets := metadata.Targets(exp)
+		m := manifest("evil")
+		tf, err := metadata.TargetFile().FromBytes("127.0.0.1:5000/demo/hello:1.0", m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets.Signed.Targets[tf.Path] = tf
+		for _, s := range []signature.Signer{s1, s2}[:signTargets] {
+			if _, err := targets.Sign(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tb, _ := targets.ToBytes(true)
+		write(dir, "targets.json", tb)
+		snap := metadata.Snapshot(exp)
+		snap.Signed.Meta["targets.json"] = metadata.MetaFile(1)
+		snap.Sign(ss)
+		sb, _ := snap.ToBytes(true)
+		write(dir, "snapshot.json", sb)
+		tsm := metadata.Timestamp(exp)
+		tsm.Signed.Meta["snapshot.json"] = metadata.MetaFile(1)
+		tsm.Sign(ts)
+		tsb, _ := tsm.ToBytes(true)
+		write(dir, "timestamp.json", tsb)
+		srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+		t.Cleanup(srv.Close)
+		src := &TUFSource{Name: "corp", URL: srv.URL + "/", Root: rootBytes, Dir: filepath.Join(t.TempDir(), "corp"), Fetcher: &HTTPFetcher{Timeout: 5 * time.Second}}
+		return src, func() error { _, err := src.Sync(context.Background(), time.Now()); return err }
+	}
+	t.Run("one of two targets keys: refused", func(t *testing.T) {
+		_, sync := build(t, 1)
+		if err := sync(); err == nil || !strings.Contains(err.Error(), "targets") {
+			t.Fatalf("targets signed by 1 of 2 keys: %v", err)
+		}
+	})
+	t.Run("both keys: accepted", func(t *testing.T) {
+		_, sync := build(t, 2)
+		if err := sync(); err != nil {
+			t.Fatalf("targets signed by both keys: %v", err)
+		}
+	})
 }

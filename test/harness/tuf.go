@@ -355,3 +355,59 @@ func (n noDirFS) Open(name string) (http.File, error) {
 	}
 	return f, nil
 }
+
+// RotateKey replaces role's key (root, targets, snapshot or timestamp) with
+// a new one in a new root version, signed by the old and the new root keys
+// when the root key itself rotates, and publishes the root as
+// <version>.root.json and root.json. Metadata signed afterwards uses the
+// new key; call Publish to re-sign.
+func (r *TUFRepo) RotateKey(role string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	oldRoot := r.signers[metadata.ROOT]
+	for _, id := range slices.Clone(r.root.Signed.Roles[role].KeyIDs) {
+		if err := r.root.Signed.RevokeKey(id, role); err != nil {
+			return err
+		}
+	}
+	key, err := r.newSigner(role)
+	if err != nil {
+		return err
+	}
+	if err := r.root.Signed.AddKey(key, role); err != nil {
+		return err
+	}
+	r.root.Signed.Version++
+	r.root.ClearSignatures()
+	if role == metadata.ROOT {
+		if _, err := r.root.Sign(oldRoot); err != nil {
+			return err
+		}
+	}
+	if _, err := r.root.Sign(r.signers[metadata.ROOT]); err != nil {
+		return err
+	}
+	b, err := r.root.ToBytes(true)
+	if err != nil {
+		return err
+	}
+	for _, name := range []string{fmt.Sprintf("%d.root.json", r.root.Signed.Version), "root.json"} {
+		if err := writeFileAtomic(filepath.Join(r.dir, name), b); err != nil {
+			return err
+		}
+	}
+	// Everything the rotated key signs must be signed again.
+	if role == metadata.TARGETS {
+		r.dirty[metadata.TARGETS] = true
+	}
+	return nil
+}
+
+// SetTimestampVersion sets the version the next Publish gives the
+// timestamp minus one (a fast-forward recovery resets it after the
+// timestamp key rotates).
+func (r *TUFRepo) SetTimestampVersion(v int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.timestamp.Signed.Version = v
+}
