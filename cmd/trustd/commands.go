@@ -261,7 +261,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("status", stderr)
 	jsonOut := fs.Bool("json", false, "JSON output")
-	ctrdCfg := fs.String("containerd-config", plugin.DefaultContainerdConfig, "containerd's config file to check when no daemon runs")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", plugin.DefaultContainerdConfig), "containerd's config file to check when no daemon runs")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {

@@ -159,7 +159,7 @@ func daemonLogger(w io.Writer) *slog.Logger {
 
 func cmdRun(args []string, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("run", stderr)
-	ctrdCfg := fs.String("containerd-config", plugin.DefaultContainerdConfig, "containerd's config file, checked at start for settings that let images through")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", plugin.DefaultContainerdConfig), "containerd's config file, checked at start for settings that let images through")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
@@ -178,4 +178,12 @@ func cmdRun(args []string, stderr io.Writer) (int, error) {
 
 func signalNotify(ctx context.Context) (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+}
+
+// envOr returns the environment variable's value, or def when it is unset.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

@@ -239,6 +239,9 @@ func TestEnforcement(t *testing.T) {
 		if res := s.CLI(t, "sync", "--config", s.PolicyPath); res.ExitCode == 0 {
 			t.Errorf("trustd sync exited 0 with the TUF server down:\n%s%s", res.Stdout, res.Stderr)
 		}
+		if st := s.CLI(t, "status", "--config", s.PolicyPath); !strings.Contains(st.Stdout, "UNREACHABLE since") || !strings.Contains(st.Stdout, "cached data in force") {
+			t.Errorf("trustd status does not show the unreachable source and its cached data:\n%s", st.Stdout)
+		}
 		s.StartTrustd(t)
 		for _, sc := range scenarios {
 			t.Run(sc.name, sc.check)

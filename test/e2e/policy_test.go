@@ -258,6 +258,11 @@ action = "allow"
 		if t.Failed() {
 			t.Logf("metrics:\n%s", m)
 		}
+		// The node's containerd is configured to fail closed: the self-check
+		// (at start and in status) finds nothing to report.
+		if st := s.CLI(t, "status", "--config", s.PolicyPath); strings.Contains(st.Stdout, "containerd config") || !strings.Contains(st.Stdout, "decides in validate") {
+			t.Errorf("status on a fail-closed node:\n%s", st.Stdout)
+		}
 		// Local attack surface: the control socket and the cache are root's alone.
 		if fi, err := os.Stat(s.Policy.ControlSocket); err != nil || fi.Mode().Perm() != 0o600 {
 			t.Errorf("control socket %s: %v, mode %v, want 0600", s.Policy.ControlSocket, err, fi.Mode().Perm())

@@ -141,6 +141,8 @@ func StartStack(t TB, opts StackOptions) *Stack {
 		Registries:        []string{s.Registry},
 		Debug:             opts.Debug,
 	})
+	// trustd checks this node's containerd configuration, not the host's.
+	s.Env = append(s.Env, "TRUSTD_CONTAINERD_CONFIG="+s.Node.ConfigPath)
 	mode := opts.Mode
 	if mode == "" {
 		mode = "enforce"
