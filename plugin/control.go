@@ -27,16 +27,6 @@ type controlRequest struct {
 	ConfigDigest digest.Digest `json:"config_digest,omitempty"`
 }
 
-func subjectName(s verify.Subject) string {
-	switch s {
-	case verify.SubjectPull:
-		return "pull"
-	case verify.SubjectContainer:
-		return "container"
-	}
-	return "check"
-}
-
 func parseSubject(s string) verify.Subject {
 	switch s {
 	case "pull":
@@ -170,7 +160,7 @@ func (c *ControlClient) client() *http.Client {
 
 // Decide asks the daemon for a decision.
 func (c *ControlClient) Decide(ctx context.Context, f verify.Facts) (verify.Decision, error) {
-	body, _ := json.Marshal(controlRequest{Subject: subjectName(f.Subject), Image: f.Image, Namespace: f.Namespace, Digest: f.Digest, ConfigDigest: f.ConfigDigest})
+	body, _ := json.Marshal(controlRequest{Subject: f.Subject.String(), Image: f.Image, Namespace: f.Namespace, Digest: f.Digest, ConfigDigest: f.ConfigDigest})
 	var d verify.Decision
 	err := c.do(ctx, http.MethodPost, "/v1/decide", body, &d)
 	return d, err

@@ -118,13 +118,7 @@ func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Dur
 	if e.Log == nil {
 		return
 	}
-	verdict := "deny"
-	switch {
-	case d.Audit:
-		verdict = "audit"
-	case d.Allowed:
-		verdict = "allow"
-	}
+	verdict := d.Verdict()
 	level := slog.LevelInfo
 	if verdict != "allow" {
 		level = slog.LevelWarn

@@ -124,13 +124,7 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 // asked ("nri", "control:pull", "cli", ...); when empty, it is taken from the
 // facts' subject ("container", "pull" or "check").
 func (m *Metrics) ObserveDecision(f verify.Facts, d verify.Decision, via string, took time.Duration) {
-	verdict := "deny"
-	switch {
-	case d.Audit:
-		verdict = "audit"
-	case d.Allowed:
-		verdict = "allow"
-	}
+	verdict := d.Verdict()
 	rule := d.Rule
 	if rule == "" {
 		rule = NoRuleLabel
@@ -140,22 +134,11 @@ func (m *Metrics) ObserveDecision(f verify.Facts, d verify.Decision, via string,
 		ns = d.Namespace
 	}
 	if via == "" {
-		via = subjectLabel(f.Subject)
+		via = f.Subject.String()
 	}
 	via = m.vias.value(via)
 	m.decisions.WithLabelValues(verdict, m.rules.value(rule), m.namespaces.value(ns), via).Inc()
 	m.duration.WithLabelValues(via).Observe(took.Seconds())
-}
-
-func subjectLabel(s verify.Subject) string {
-	switch s {
-	case verify.SubjectContainer:
-		return "container"
-	case verify.SubjectPull:
-		return "pull"
-	default:
-		return "check"
-	}
 }
 
 // ObserveSync records the outcome of one sync of a source at time at. A

@@ -45,6 +45,18 @@ const (
 	SubjectContainer
 )
 
+// String names the subject as logs, metrics and the control socket do:
+// "pull", "container" or "check".
+func (s Subject) String() string {
+	switch s {
+	case SubjectPull:
+		return "pull"
+	case SubjectContainer:
+		return "container"
+	}
+	return "check"
+}
+
 // Facts are what is known about the image being judged. They are gathered
 // (from NRI, containerd's store, an archive or the command line) before
 // Decide is called; Decide itself does no I/O.
@@ -93,6 +105,18 @@ type Decision struct {
 	// Grace is set when the decision rests on expired timestamp or
 	// snapshot data used under offline_grace; it says so and until when.
 	Grace string `json:"grace,omitempty"`
+}
+
+// Verdict is the decision in one word, as logged and counted: "allow",
+// "deny", or "audit" (allowed, but would be denied).
+func (d Decision) Verdict() string {
+	switch {
+	case d.Audit:
+		return "audit"
+	case d.Allowed:
+		return "allow"
+	}
+	return "deny"
 }
 
 // Message is the decision as one line for a person: for a denial it names
