@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"time"
 
@@ -288,16 +287,6 @@ func (s *Store) NotaryKeys(source, repo string) *notary.Keys {
 		}
 	}
 	return nil
-}
-
-// SortedRepoNames returns the repositories of a source index in order.
-func SortedRepoNames(si *verify.SourceIndex) []string {
-	var names []string
-	for n := range si.Repos {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // IsNoData reports whether err means "nothing cached yet".
