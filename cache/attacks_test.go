@@ -156,8 +156,8 @@ func TestTUFThreats(t *testing.T) {
 			if string(now) != string(good) {
 				t.Fatal("the attack changed the cache")
 			}
-			ix, _, err := src.Load()
-			if err != nil || ix.Repos["127.0.0.1:5000/demo/hello"].Tags["1.0"]["targets"].Digest.String() == "" {
+			ix, err := src.Load()
+			if err != nil || ix.Repo("127.0.0.1:5000/demo/hello").Tags["1.0"]["targets"].Digest.String() == "" {
 				t.Fatalf("good data lost: %v", err)
 			}
 		})
@@ -284,11 +284,11 @@ func TestTUFFastForwardRecovery(t *testing.T) {
 	if err != nil {
 		t.Fatalf("recovery after the timestamp key rotation: %v", err)
 	}
-	if res.Index.Repos["127.0.0.1:5000/demo/hello"].Tags["2.0"] == nil {
+	if res.Index.Repo("127.0.0.1:5000/demo/hello").Tags["2.0"] == nil {
 		t.Fatal("new data after recovery missing")
 	}
 	// And a restart loads it.
-	if _, _, err := src.Load(); err != nil {
+	if _, err := src.Load(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -59,14 +59,16 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 		}
 		return false
 	}
-	addManifests := func(names []string, repos map[string]*verify.Repo) {
+	addManifests := func(names []string, ix *verify.SourceIndex) {
 		for _, n := range names {
-			r := repos[n]
-			if r == nil {
+			r, ok := ix.Lookup(n)
+			if !ok {
 				continue
 			}
-			for _, roles := range r.Tags {
-				for _, tg := range roles {
+			for i := 0; i < r.NumTags(); i++ {
+				tv := r.TagAt(i)
+				for j := 0; j < tv.NumSigs(); j++ {
+					_, tg := tv.Sig(j)
 					s.addManifest(ex, tg.Digest)
 				}
 			}
@@ -75,22 +77,26 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 	for _, src := range s.sources {
 		switch t := src.(type) {
 		case *tufSource:
-			ix, b, err := t.TUFSource.Load()
+			ix, err := t.TUFSource.Load()
 			if err != nil {
 				if errors.Is(err, ErrNoData) {
 					continue
 				}
 				return nil, fmt.Errorf("source %q: %w", t.TUFSource.Name, err)
 			}
+			b, err := t.readBundle()
+			if err != nil {
+				return nil, fmt.Errorf("source %q: %w", t.TUFSource.Name, err)
+			}
 			ex.Sources[t.TUFSource.Name] = SourceExport{Kind: policy.KindTUF, TUF: b}
 			var repos []string
-			for name := range ix.Repos {
+			for _, name := range ix.RepoNames() {
 				if match(name) {
 					repos = append(repos, name)
 				}
 			}
-			addManifests(repos, ix.Repos)
-			lines = append(lines, fmt.Sprintf("%s: tuf, %d repositories (%s)", t.TUFSource.Name, len(ix.Repos), ix.Version))
+			addManifests(repos, ix)
+			lines = append(lines, fmt.Sprintf("%s: tuf, %d repositories (%s)", t.TUFSource.Name, ix.NumRepos(), ix.Version))
 		case *NotarySource:
 			if _, err := t.Load(); err != nil {
 				return nil, fmt.Errorf("source %q: %w", t.SourceName, err)
@@ -109,7 +115,7 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 				repos = append(repos, gun)
 			}
 			ex.Sources[t.SourceName] = se
-			addManifests(repos, t.index().Repos)
+			addManifests(repos, t.index())
 			lines = append(lines, fmt.Sprintf("%s: notary, %d repositories", t.SourceName, len(se.Notary)))
 		}
 	}
@@ -249,7 +255,7 @@ func (t *tufSource) importBundle(b *TUFBundle, now time.Time) (string, error) {
 				return "", fmt.Errorf("refusing a bundle older than the node's data (timestamp v%d < v%d)", tm.Timestamp.Signed.Version, ctm.Timestamp.Signed.Version)
 			}
 			if sameBundle(cur, b) {
-				return "unchanged (" + t.index(ctm, cur.Verified).Version + ")", nil
+				return "unchanged (" + versionOf(ctm) + ")", nil
 			}
 		}
 	}
@@ -258,7 +264,7 @@ func (t *tufSource) importBundle(b *TUFBundle, now time.Time) (string, error) {
 	if _, err := t.writeBundle(&nb); err != nil {
 		return "", err
 	}
-	return "imported (" + t.index(tm, now).Version + ")", nil
+	return "imported (" + versionOf(tm) + ")", nil
 }
 
 // importBundle verifies one GUN's bundle against the node's pins and

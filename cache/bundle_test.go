@@ -75,7 +75,7 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("import: %v (%v)", err, lines)
 	}
 	ix, errs := offline.LoadIndex()
-	if len(errs) > 0 || ix.Source("corp").Repos["127.0.0.1:5000/demo/hello"] == nil {
+	if len(errs) > 0 || ix.Source("corp").Repo("127.0.0.1:5000/demo/hello") == nil {
 		t.Fatalf("after import: %v", errs)
 	}
 	if !offline.Manifests.Has(digest.FromBytes(m)) {
@@ -101,7 +101,7 @@ func TestExportImport(t *testing.T) {
 		t.Fatalf("older bundle: %v", err)
 	}
 	ix, _ = offline.LoadIndex()
-	if ix.Source("corp").Repos["127.0.0.1:5000/demo/hello"].Tags["2.0"] == nil {
+	if ix.Source("corp").Repo("127.0.0.1:5000/demo/hello").Tags["2.0"] == nil {
 		t.Fatal("the older bundle replaced the newer data")
 	}
 

@@ -62,9 +62,7 @@ func loadLikeRun(path string) (int, error) {
 	}
 	tags := 0
 	for _, si := range ix.Sources {
-		for _, r := range si.Repos {
-			tags += len(r.Tags)
-		}
+		tags += si.NumTags()
 	}
 	runtime.KeepAlive(ix)
 	return tags, nil

@@ -23,14 +23,14 @@ func TestDerivedIndex(t *testing.T) {
 	if _, err := os.Stat(src.derivedPath()); err != nil {
 		t.Fatalf("no derived index after a sync: %v", err)
 	}
-	ix, _, err := src.Load()
-	if err != nil || ix.Repos["127.0.0.1:5000/demo/hello"] == nil {
+	ix, err := src.Load()
+	if err != nil || ix.Repo("127.0.0.1:5000/demo/hello") == nil {
 		t.Fatalf("load from the derived index: %v", err)
 	}
 
 	// A derived index that does not decode is ignored, and rewritten.
 	os.WriteFile(src.derivedPath(), []byte("garbage"), 0o600)
-	if ix, _, err := src.Load(); err != nil || ix.Repos["127.0.0.1:5000/demo/hello"] == nil {
+	if ix, err := src.Load(); err != nil || ix.Repo("127.0.0.1:5000/demo/hello") == nil {
 		t.Fatalf("load with a broken derived index: %v", err)
 	}
 	if _, err := readDerived(src.derivedPath(), "x"); err == nil {
@@ -43,7 +43,7 @@ func TestDerivedIndex(t *testing.T) {
 	other := harness.NewTUFRepo(t)
 	otherRoot, _ := os.ReadFile(other.RootPath())
 	src.Root = otherRoot
-	if _, _, err := src.Load(); err == nil {
+	if _, err := src.Load(); err == nil {
 		t.Fatal("cached data accepted under another pinned root")
 	}
 }

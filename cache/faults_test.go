@@ -68,8 +68,8 @@ func TestSyncOnFullOrReadOnlyDisk(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("sync: %v, want %q", err, tc.want)
 			}
-			ix, _, err := src.Load()
-			if err != nil || ix.Repos["127.0.0.1:5000/demo/hello"] == nil || ix.Repos["127.0.0.1:5000/demo/app1"] != nil {
+			ix, err := src.Load()
+			if err != nil || ix.Repo("127.0.0.1:5000/demo/hello") == nil || ix.Repo("127.0.0.1:5000/demo/app1") != nil {
 				t.Fatalf("the last good data is not what loads: %v", err)
 			}
 		})

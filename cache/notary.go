@@ -66,7 +66,7 @@ type NotarySource struct {
 	TOFU         bool
 
 	mu     sync.Mutex
-	repos  map[string]*verify.Repo
+	repos  map[string]*verify.Trust
 	keys   map[string]*notary.Keys
 	wanted map[string]bool
 	locks  sync.Map // GUN -> *sync.Mutex: one refresh of a GUN at a time
@@ -157,7 +157,7 @@ func (s *NotarySource) opts(gun string, now time.Time) notary.Options {
 // data fails verification is moved aside and reported; the others load.
 func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 	s.mu.Lock()
-	s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
+	s.repos, s.keys = map[string]*verify.Trust{}, map[string]*notary.Keys{}
 	s.mu.Unlock()
 	var errs []error
 	entries, err := os.ReadDir(filepath.Join(s.Dir, "notary"))
@@ -188,11 +188,18 @@ func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 func (s *NotarySource) index() *verify.SourceIndex {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	repos := make(map[string]*verify.Repo, len(s.repos))
-	for k, v := range s.repos {
-		repos[k] = v
+	names := make([]string, 0, len(s.repos))
+	for k := range s.repos {
+		names = append(names, k)
 	}
-	return &verify.SourceIndex{Name: s.SourceName, Kind: policy.KindNotary, Repos: repos, Version: fmt.Sprintf("%d repositories", len(repos)), Updated: time.Now()}
+	sort.Strings(names)
+	parts := make([]*verify.Trust, len(names))
+	for i, n := range names {
+		parts[i] = s.repos[n]
+	}
+	si := verify.NewSourceIndexOf(s.SourceName, policy.KindNotary, parts...)
+	si.Version, si.Updated = fmt.Sprintf("%d repositories", si.NumRepos()), time.Now()
+	return si
 }
 
 func (s *NotarySource) readBundle(gun string) (*NotaryBundle, error) {
@@ -232,10 +239,10 @@ func (s *NotarySource) loadVerified(gun string, raw []byte, b *NotaryBundle) err
 		return nil
 	}
 	key := s.derivedKey(gun, raw)
-	if d, err := readDerived(s.derivedPath(gun), key); err == nil && d.Repos[gun] != nil {
+	if d, err := readDerived(s.derivedPath(gun), key); err == nil && d.Trust.Len() == 1 && d.Trust.RepoAt(0).Name() == gun {
 		var k notary.Keys
 		if json.Unmarshal(d.Extra, &k) == nil {
-			s.installDerived(gun, d.Repos[gun], &k)
+			s.installDerived(gun, d.Trust, &k)
 			return nil
 		}
 	}
@@ -261,7 +268,7 @@ func (s *NotarySource) saveDerived(gun, key string) {
 	if err != nil {
 		return
 	}
-	_ = writeDerived(s.derivedPath(gun), &derivedIndex{Key: key, Version: gun, Repos: map[string]*verify.Repo{gun: r}, Extra: extra})
+	_ = writeDerived(s.derivedPath(gun), &derivedIndex{Key: key, Version: gun, Trust: r, Extra: extra})
 }
 
 // verifyBundle re-verifies a stored bundle at the time it was verified
@@ -287,18 +294,18 @@ func (s *NotarySource) install(gun string, res *notary.Result) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.repos == nil {
-		s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
+		s.repos, s.keys = map[string]*verify.Trust{}, map[string]*notary.Keys{}
 	}
 	k := res.Keys
-	s.repos[gun] = splitExpiry(res.Repo, &k)
+	s.repos[gun] = verify.NewTrust(map[string]*verify.Repo{gun: splitExpiry(res.Repo, &k)})
 	s.keys[gun] = &k
 }
 
-func (s *NotarySource) installDerived(gun string, r *verify.Repo, k *notary.Keys) {
+func (s *NotarySource) installDerived(gun string, r *verify.Trust, k *notary.Keys) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.repos == nil {
-		s.repos, s.keys = map[string]*verify.Repo{}, map[string]*notary.Keys{}
+		s.repos, s.keys = map[string]*verify.Trust{}, map[string]*notary.Keys{}
 	}
 	s.repos[gun], s.keys[gun] = r, k
 }

@@ -119,7 +119,7 @@ func TestNotarySyncLoadAndRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := res.Index.Repos[neverExpireGUN]
+	r := res.Index.Repo(neverExpireGUN)
 	if !res.Changed || r == nil || string(r.Tags["sign"]["targets"].Digest) != neverExpireSign {
 		t.Fatalf("changed=%v repo=%+v", res.Changed, r)
 	}
@@ -139,7 +139,7 @@ func TestNotarySyncLoadAndRefresh(t *testing.T) {
 	fresh := newNotarySource(t, "http://127.0.0.1:1", []string{neverExpirePin}, false)
 	fresh.Dir = src.Dir
 	ix, err := fresh.Load()
-	if err != nil || ix.Repos[neverExpireGUN] == nil {
+	if err != nil || ix.Repo(neverExpireGUN) == nil {
 		t.Fatalf("offline load: %v", err)
 	}
 }
@@ -162,7 +162,7 @@ func TestNotaryPinning(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err=%v, want %q", err, tc.want)
 			}
-			if ix, _ := src.Load(); len(ix.Repos) != 0 {
+			if ix, _ := src.Load(); ix.NumRepos() != 0 {
 				t.Fatal("refused data was cached")
 			}
 		})
@@ -195,7 +195,7 @@ func TestNotaryBadDataKeepsCache(t *testing.T) {
 	if _, err := src.Sync(ctx, time.Now()); err == nil || !strings.Contains(err.Error(), "no longer has trust data") {
 		t.Fatalf("vanished repository: %v", err)
 	}
-	if ix, err := src.Load(); err != nil || ix.Repos[neverExpireGUN] == nil {
+	if ix, err := src.Load(); err != nil || ix.Repo(neverExpireGUN) == nil {
 		t.Fatalf("cache lost: %v", err)
 	}
 }
@@ -209,7 +209,7 @@ func TestNotaryUnsignedRepository(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Index.Repos) != 0 || !strings.Contains(res.Summary, "1 repositories") {
-		t.Fatalf("summary %q repos %v", res.Summary, res.Index.Repos)
+	if res.Index.NumRepos() != 0 || !strings.Contains(res.Summary, "1 repositories") {
+		t.Fatalf("summary %q repos %v", res.Summary, res.Index.RepoNames())
 	}
 }

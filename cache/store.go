@@ -119,10 +119,7 @@ type tufSource struct{ TUFSource }
 
 func (t *tufSource) Name() string { return t.TUFSource.Name }
 func (t *tufSource) Kind() string { return "tuf" }
-func (t *tufSource) Load() (*verify.SourceIndex, error) {
-	ix, _, err := t.TUFSource.Load()
-	return ix, err
-}
+func (t *tufSource) Load() (*verify.SourceIndex, error) { return t.TUFSource.Load() }
 
 type unsupported struct{ name, kind string }
 
@@ -179,10 +176,15 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 	if res != nil && res.Index != nil && s.Registry != nil && (res.Changed || due) {
 		st.LastManifestFetch = now.UTC()
 		refs := map[string][]TargetRef{}
-		for name, r := range res.Index.Repos {
-			for _, roles := range r.Tags {
-				for _, t := range roles {
-					refs[name] = append(refs[name], TargetRef{Digest: t.Digest, Length: t.Length})
+		for _, p := range res.Index.Parts() {
+			for i := 0; i < p.Len(); i++ {
+				r := p.RepoAt(i)
+				for j := 0; j < r.NumTags(); j++ {
+					tv := r.TagAt(j)
+					for k := 0; k < tv.NumSigs(); k++ {
+						_, t := tv.Sig(k)
+						refs[r.Name()] = append(refs[r.Name()], TargetRef{Digest: t.Digest, Length: t.Length})
+					}
 				}
 			}
 		}

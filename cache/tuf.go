@@ -71,24 +71,31 @@ func (s *TUFSource) bundlePath() string { return filepath.Join(s.Dir, "tuf.json"
 // against its own clock, so that expired data is refused with a reason
 // instead of vanishing. A bundle that fails verification is moved aside
 // (and reported in the error) so that the next sync fetches afresh.
-func (s *TUFSource) Load() (*verify.SourceIndex, *TUFBundle, error) {
+func (s *TUFSource) Load() (*verify.SourceIndex, error) {
+	// The derived index, when it matches the bundle's bytes and the pinned
+	// root, is the verified index: no need to read the bundle itself.
+	key, err := derivedKeyOfFile(s.bundlePath(), s.Root)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("source %q: %w", s.Name, ErrNoData)
+	}
+	if err == nil {
+		if d, err := readDerived(s.derivedPath(), key); err == nil {
+			return s.indexOf(d), nil
+		}
+	}
 	raw, b, err := s.readBundleRaw()
 	if err != nil {
-		return nil, nil, err
-	}
-	key := derivedKey(raw, s.Root)
-	if d, err := readDerived(s.derivedPath(), key); err == nil {
-		return &verify.SourceIndex{Name: s.Name, Kind: "tuf", Repos: d.Repos, Version: d.Version, Updated: b.Verified}, b, nil
+		return nil, err
 	}
 	tm, err := s.verifyBundle(b, time.Time{})
 	if err != nil {
 		removeDerived(s.derivedPath())
 		aside := s.moveAside(err)
-		return nil, nil, fmt.Errorf("cached trust data of source %q failed verification (%s): %w", s.Name, aside, err)
+		return nil, fmt.Errorf("cached trust data of source %q failed verification (%s): %w", s.Name, aside, err)
 	}
-	ix := s.index(tm, b.Verified)
-	_ = writeDerived(s.derivedPath(), &derivedIndex{Key: key, Version: ix.Version, Repos: ix.Repos})
-	return ix, b, nil
+	d := s.derive(tm, b.Verified, derivedKey(raw, s.Root), nil)
+	_ = writeDerived(s.derivedPath(), d)
+	return s.indexOf(d), nil
 }
 
 func (s *TUFSource) derivedPath() string { return s.bundlePath() + ".index" }
@@ -158,16 +165,31 @@ func (s *TUFSource) verifyBundle(b *TUFBundle, ref time.Time) (*trustedmetadata.
 	return tm, nil
 }
 
-func (s *TUFSource) index(tm *trustedmetadata.TrustedMetadata, updated time.Time) *verify.SourceIndex {
+// derive indexes verified metadata: the Trust decisions read, with the
+// version summary, ready to be written as the derived index.
+func (s *TUFSource) derive(tm *trustedmetadata.TrustedMetadata, verified time.Time, key string, syncProblems []string) *derivedIndex {
 	repos, problems := verify.IndexTUF(s.Name, tm)
+	problems = append(problems, syncProblems...)
 	for _, r := range repos {
 		r.Problems = problems
 	}
+	return &derivedIndex{Key: key, Version: versionOf(tm), Verified: verified, Trust: verify.NewTrust(repos)}
+}
+
+// versionOf summarises what verified metadata rests on.
+func versionOf(tm *trustedmetadata.TrustedMetadata) string {
 	ver := fmt.Sprintf("root v%d, timestamp v%d, snapshot v%d, targets v%d", tm.Root.Signed.Version, tm.Timestamp.Signed.Version, tm.Snapshot.Signed.Version, tm.Targets[metadata.TARGETS].Signed.Version)
 	if n := len(tm.Targets) - 1; n > 0 {
 		ver += fmt.Sprintf(", %d delegated roles", n)
 	}
-	return &verify.SourceIndex{Name: s.Name, Kind: "tuf", Repos: repos, Version: ver, Updated: updated}
+	return ver
+}
+
+// indexOf is the source index of a derived index.
+func (s *TUFSource) indexOf(d *derivedIndex) *verify.SourceIndex {
+	si := verify.NewSourceIndexOf(s.Name, "tuf", d.Trust)
+	si.Version, si.Updated = d.Version, d.Verified
+	return si
 }
 
 // SyncResult says what one sync did.
@@ -258,11 +280,10 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 	}
 	// Unchanged (same timestamp, no new root) and still fresh: nothing to
 	// fetch or verify again — one timestamp request per round.
-	if prevDerived != nil && len(nb.Roots) == len(prev.Roots) && bytes.Equal(nb.Timestamp, prev.Timestamp) && freshAt(prevDerived.Repos, now) {
-		return &SyncResult{
-			Index:   &verify.SourceIndex{Name: s.Name, Kind: "tuf", Repos: prevDerived.Repos, Version: prevDerived.Version, Updated: now.UTC()},
-			Summary: prevDerived.Version,
-		}, nil
+	if prevDerived != nil && len(nb.Roots) == len(prev.Roots) && bytes.Equal(nb.Timestamp, prev.Timestamp) && freshAt(prevDerived.Trust, now) {
+		ix := s.indexOf(prevDerived)
+		ix.Updated = now.UTC()
+		return &SyncResult{Index: ix, Summary: prevDerived.Version}, nil
 	}
 
 	// Snapshot.
@@ -368,17 +389,16 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 	if !changed {
 		nb.Verified = prev.Verified
 	}
-	res.Index = s.index(tm, now.UTC())
+	d := s.derive(tm, now.UTC(), "", problems)
 	if changed {
 		data, err := s.writeBundle(nb)
 		if err != nil {
 			return nil, err
 		}
-		_ = writeDerived(s.derivedPath(), &derivedIndex{Key: derivedKey(data, s.Root), Version: res.Index.Version, Repos: res.Index.Repos})
+		d.Key = derivedKey(data, s.Root)
+		_ = writeDerived(s.derivedPath(), d)
 	}
-	for _, r := range res.Index.Repos {
-		r.Problems = append(r.Problems, problems...)
-	}
+	res.Index = s.indexOf(d)
 	res.Summary = res.Index.Version
 	if len(problems) > 0 {
 		res.Summary += "; " + strings.Join(problems, "; ")
@@ -387,9 +407,10 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 }
 
 // freshAt reports whether no repository's data has expired at now.
-func freshAt(repos map[string]*verify.Repo, now time.Time) bool {
-	for _, r := range repos {
-		if now.After(r.Expires) || !r.FreshUntil.IsZero() && now.After(r.FreshUntil) {
+func freshAt(t *verify.Trust, now time.Time) bool {
+	for i := 0; i < t.Len(); i++ {
+		r := t.RepoAt(i)
+		if now.After(r.Expires()) || !r.FreshUntil().IsZero() && now.After(r.FreshUntil()) {
 			return false
 		}
 	}

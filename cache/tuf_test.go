@@ -71,20 +71,20 @@ func TestTUFSyncAndLoad(t *testing.T) {
 	if !res.Changed {
 		t.Fatal("first sync must change the cache")
 	}
-	hello := res.Index.Repos["127.0.0.1:5000/demo/hello"]
+	hello := res.Index.Repo("127.0.0.1:5000/demo/hello")
 	if hello == nil || hello.Tags["1.0"]["targets"].Digest != digest.FromBytes(manifest("a")) {
-		t.Fatalf("index: %+v", res.Index.Repos)
+		t.Fatalf("index: %+v", res.Index.RepoNames())
 	}
-	if res.Index.Repos["docker.io/library/nginx"] == nil {
+	if res.Index.Repo("docker.io/library/nginx") == nil {
 		t.Fatal("nginx missing")
 	}
 
 	// Offline load gives the same index.
-	ix, _, err := src.Load()
+	ix, err := src.Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ix.Repos["127.0.0.1:5000/demo/hello"].Tags["1.0"]["targets"] != hello.Tags["1.0"]["targets"] {
+	if ix.Repo("127.0.0.1:5000/demo/hello").Tags["1.0"]["targets"] != hello.Tags["1.0"]["targets"] {
 		t.Fatal("loaded index differs")
 	}
 
@@ -111,7 +111,7 @@ func TestTUFSyncAndLoad(t *testing.T) {
 	if err != nil || !res.Changed {
 		t.Fatalf("changed=%v err=%v", res != nil && res.Changed, err)
 	}
-	if res.Index.Repos["127.0.0.1:5000/demo/hello"].Tags["2.0"] == nil {
+	if res.Index.Repo("127.0.0.1:5000/demo/hello").Tags["2.0"] == nil {
 		t.Fatal("new tag missing")
 	}
 }
@@ -129,14 +129,14 @@ func TestTUFDelegations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	app := res.Index.Repos["127.0.0.1:5000/team/app"]
+	app := res.Index.Repo("127.0.0.1:5000/team/app")
 	if app == nil || app.Tags["1"]["team"].Digest != digest.FromBytes(manifest("team")) {
-		t.Fatalf("delegated target missing: %+v", res.Index.Repos)
+		t.Fatalf("delegated target missing: %+v", res.Index.RepoNames())
 	}
-	if res.Index.Repos["127.0.0.1:5000/other/app"] != nil {
+	if res.Index.Repo("127.0.0.1:5000/other/app") != nil {
 		t.Fatal("a target outside the delegation's paths was trusted")
 	}
-	if _, _, err := src.Load(); err != nil {
+	if _, err := src.Load(); err != nil {
 		t.Fatalf("load with delegations: %v", err)
 	}
 }
@@ -206,7 +206,7 @@ func TestTUFBadDataNeverReplacesGood(t *testing.T) {
 			if err != nil || string(now) != string(good) {
 				t.Fatal("bad data replaced the good cache")
 			}
-			if _, _, err := src.Load(); err != nil {
+			if _, err := src.Load(); err != nil {
 				t.Fatalf("cache no longer loads: %v", err)
 			}
 		})
@@ -224,7 +224,7 @@ func TestTUFExpiredTimestampIsRefused(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "expired") {
 		t.Fatalf("sync at a time past expiry: %v", err)
 	}
-	if _, _, err := src.Load(); !errors.Is(err, ErrNoData) {
+	if _, err := src.Load(); !errors.Is(err, ErrNoData) {
 		t.Fatalf("nothing must have been cached: %v", err)
 	}
 }
@@ -246,7 +246,7 @@ func TestTUFCorruptCacheIsMovedAside(t *testing.T) {
 	if err := os.WriteFile(src.bundlePath(), b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := src.Load(); err == nil || !strings.Contains(err.Error(), "moved aside") {
+	if _, err := src.Load(); err == nil || !strings.Contains(err.Error(), "moved aside") {
 		t.Fatalf("corrupt cache: %v", err)
 	}
 	matches, _ := filepath.Glob(src.bundlePath() + ".bad-*")
@@ -256,7 +256,7 @@ func TestTUFCorruptCacheIsMovedAside(t *testing.T) {
 	if res, err := src.Sync(ctx, time.Now()); err != nil || !res.Changed {
 		t.Fatalf("re-fetch after a corrupt cache: %v", err)
 	}
-	if _, _, err := src.Load(); err != nil {
+	if _, err := src.Load(); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -553,14 +553,16 @@ func SourceStatuses(p *policy.Policy, store *cache.Store, ix *verify.Index, now 
 				ss.LoadError = si.Err.Error()
 			}
 			ss.Loaded = si.Version
-			for _, r := range si.Repos {
-				ss.Repositories++
-				ss.Tags += len(r.Tags)
-				if ss.Expires.IsZero() || r.Expires.Before(ss.Expires) {
-					ss.Expires, ss.ExpiresRole = r.Expires, r.ExpiresRole
-				}
-				if !r.FreshUntil.IsZero() && (ss.FreshUntil.IsZero() || r.FreshUntil.Before(ss.FreshUntil)) {
-					ss.FreshUntil, ss.FreshRole = r.FreshUntil, r.FreshRole
+			ss.Repositories, ss.Tags = si.NumRepos(), si.NumTags()
+			for _, part := range si.Parts() {
+				for i := 0; i < part.Len(); i++ {
+					r := part.RepoAt(i)
+					if exp := r.Expires(); ss.Expires.IsZero() || exp.Before(ss.Expires) {
+						ss.Expires, ss.ExpiresRole = exp, r.ExpiresRole()
+					}
+					if fresh := r.FreshUntil(); !fresh.IsZero() && (ss.FreshUntil.IsZero() || fresh.Before(ss.FreshUntil)) {
+						ss.FreshUntil, ss.FreshRole = fresh, r.FreshRole()
+					}
 				}
 			}
 			ss.Expired = !ss.Expires.IsZero() && now.After(ss.Expires)

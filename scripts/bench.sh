@@ -69,7 +69,7 @@ bench 1-decide ./verify 'BenchmarkDecide$|BenchmarkDecideParts$' "$(iters 1s 200
 bench 2-engine ./plugin 'BenchmarkEngineDecide$' "$(iters 1s 200ms)" "$COUNT"
 bench 3-verifier-daemon ./cmd/trustd 'BenchmarkVerifierExec$/^daemon' "$(iters 100x 20x)" "$COUNT"
 bench 4-verifier-nodaemon ./cmd/trustd 'BenchmarkVerifierExec$/^no-daemon' "$(iters 3x 1x)" "$SLOW_COUNT"
-bench 5-coldstart ./cache 'BenchmarkColdStart$|BenchmarkProposedIndexSnapshot$' "$(iters 2x 1x)" "$SLOW_COUNT"
+bench 5-coldstart ./cache 'BenchmarkColdStart$' "$(iters 2x 1x)" "$SLOW_COUNT"
 bench 6-daemonstart ./cmd/trustd 'BenchmarkDaemonStart$' "$(iters 3x 1x)" "$SLOW_COUNT"
 bench 7-notary-verify ./verify/notary 'BenchmarkVerifyGenerated100k$' "$(iters 2x 1x)" "$SLOW_COUNT"
 bench 8-refresh ./cache 'BenchmarkRefreshUnchanged$|BenchmarkRefresh1000Notary$|BenchmarkStoreSyncUnchanged$' "$(iters 3x 1x)" "$SLOW_COUNT"

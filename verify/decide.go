@@ -3,6 +3,7 @@ package verify
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -265,21 +266,21 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 		d.Reason = fmt.Sprintf("no verified trust data: %v", si.Err)
 		return d
 	}
-	rt := si.Repos[ref.Repo]
-	if rt == nil || len(rt.Tags) == 0 {
+	rt, ok := si.Lookup(ref.Repo)
+	if !ok || rt.NumTags() == 0 {
 		d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", ref.Repo, r.Source)
 		return d
 	}
-	if !rt.Expires.IsZero() && now.After(rt.Expires) {
-		d.Reason = fmt.Sprintf("trust data for %s expired at %s (role %s); refusing expired trust data", ref.Repo, rt.Expires.UTC().Format(time.RFC3339), rt.ExpiresRole)
+	if exp := rt.Expires(); !exp.IsZero() && now.After(exp) {
+		d.Reason = fmt.Sprintf("trust data for %s expired at %s (role %s); refusing expired trust data", ref.Repo, exp.UTC().Format(time.RFC3339), rt.ExpiresRole())
 		return d
 	}
-	if !rt.FreshUntil.IsZero() && now.After(rt.FreshUntil) {
+	if fresh := rt.FreshUntil(); !fresh.IsZero() && now.After(fresh) {
 		grace := p.Daemon.OfflineGrace
 		if src := p.Source(r.Source); src != nil && src.OfflineGrace != nil {
 			grace = *src.OfflineGrace
 		}
-		exp := fmt.Sprintf("the %s of %s's trust data expired at %s", rt.FreshRole, ref.Repo, rt.FreshUntil.UTC().Format(time.RFC3339))
+		exp := fmt.Sprintf("the %s of %s's trust data expired at %s", rt.FreshRole(), ref.Repo, fresh.UTC().Format(time.RFC3339))
 		switch {
 		case grace <= 0:
 			d.Reason = exp + "; refusing expired trust data (offline_grace is 0)"
@@ -287,11 +288,11 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 		case !si.Unreachable:
 			d.Reason = exp + fmt.Sprintf("; source %q is reachable, so offline grace does not apply: it must serve fresh data", r.Source)
 			return d
-		case now.After(rt.FreshUntil.Add(grace)):
-			d.Reason = exp + fmt.Sprintf("; the offline grace of %s ended at %s", grace, rt.FreshUntil.Add(grace).UTC().Format(time.RFC3339))
+		case now.After(fresh.Add(grace)):
+			d.Reason = exp + fmt.Sprintf("; the offline grace of %s ended at %s", grace, fresh.Add(grace).UTC().Format(time.RFC3339))
 			return d
 		}
-		d.Grace = fmt.Sprintf("on offline grace: %s, source %q unreachable since %s, grace ends %s", exp, r.Source, si.UnreachableSince.UTC().Format(time.RFC3339), rt.FreshUntil.Add(grace).UTC().Format(time.RFC3339))
+		d.Grace = fmt.Sprintf("on offline grace: %s, source %q unreachable since %s, grace ends %s", exp, r.Source, si.UnreachableSince.UTC().Format(time.RFC3339), fresh.Add(grace).UTC().Format(time.RFC3339))
 	}
 	signers := r.Signers
 	if len(signers) == 0 && si.Kind == "notary" {
@@ -304,20 +305,33 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 	d.Threshold = threshold
 
 	if ref.Tag != "" {
-		sd, roles, why := signedDigest(rt, ref.Tag, signers, threshold)
+		tv, ok := rt.Tag(ref.Tag)
+		if !ok {
+			d.Reason = fmt.Sprintf("tag %q of %s is not signed", ref.Tag, ref.Repo)
+			return d
+		}
+		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold)
 		if sd == "" {
 			d.Reason = why
 			return d
 		}
 		d.SignedDigest = sd
 		d.Signers = roles
-		return match(d, ref, f, []tagDigest{{ref.Tag, sd, roles}})
+		one := [1]tagDigest{{ref.Tag, sd, roles}}
+		return match(d, ref, f, one[:])
 	}
-	// A reference by digest only must be signed under some tag.
+	// A reference by digest only must be signed under some tag. The tags
+	// signed as a digest the facts can match are found through the
+	// digest index; only when none matches (a denial) is every tag read,
+	// for the reason.
+	if v, ok := decideByDigest(rt, ref, f, d, signers, threshold); ok {
+		return v
+	}
 	var cands []tagDigest
-	for _, tag := range rt.SortedTags() {
-		if sd, roles, _ := signedDigest(rt, tag, signers, threshold); sd != "" {
-			cands = append(cands, tagDigest{tag, sd, roles})
+	for i := 0; i < rt.NumTags(); i++ {
+		tv := rt.TagAt(i)
+		if sd, roles, _ := signedDigest(tv, ref.Repo, signers, threshold); sd != "" {
+			cands = append(cands, tagDigest{tv.Name(), sd, roles})
 		}
 	}
 	if len(cands) == 0 {
@@ -326,6 +340,65 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 	}
 	return match(d, ref, f, cands)
 }
+
+// decideByDigest judges a reference without a tag from the tags signed as
+// a digest the facts could match: the requested digest, the image digest,
+// the config digest, or a signed digest whose content (Facts.Covers)
+// covers one of them. It returns ok only for an allowed decision, which is
+// then the one the full scan would reach: match takes the first candidate
+// in tag order, and tags outside this set match nothing.
+func decideByDigest(rt RepoView, ref policy.Ref, f Facts, d Decision, signers []string, threshold int) (Decision, bool) {
+	var wanted [3]digest.Digest
+	n := 0
+	for _, x := range []digest.Digest{ref.Digest, f.Digest, f.ConfigDigest} {
+		if x != "" {
+			wanted[n] = x
+			n++
+		}
+	}
+	if n == 0 {
+		return d, false
+	}
+	var buf [8]tagDigest
+	cands := buf[:0]
+	seen := func(tag string) bool {
+		for _, c := range cands {
+			if c.tag == tag {
+				return true
+			}
+		}
+		return false
+	}
+	collect := func(sd digest.Digest) {
+		rt.TagsSignedAs(sd, func(tv TagView) bool {
+			if got, roles, _ := signedDigest(tv, ref.Repo, signers, threshold); got == sd && !seen(tv.Name()) {
+				cands = append(cands, tagDigest{tv.Name(), got, roles})
+			}
+			return len(cands) < maxDigestCandidates
+		})
+	}
+	for _, x := range wanted[:n] {
+		collect(x)
+	}
+	for sd, covered := range f.Covers {
+		for _, c := range covered {
+			if slices.Contains(wanted[:n], c) {
+				collect(sd)
+				break
+			}
+		}
+	}
+	if len(cands) == 0 {
+		return d, false
+	}
+	slices.SortFunc(cands, func(a, b tagDigest) int { return strings.Compare(a.tag, b.tag) })
+	v := match(d, ref, f, cands)
+	return v, v.Allowed
+}
+
+// maxDigestCandidates bounds the tags one digest-only decision collects
+// through the digest index before it falls back to the full scan.
+const maxDigestCandidates = 64
 
 type tagDigest struct {
 	tag   string
@@ -336,31 +409,35 @@ type tagDigest struct {
 // signedDigest applies the signer rule to one tag: with threshold 1 the
 // first role in signers (or in resolution order when signers is empty) that
 // signed the tag decides its digest, as docker does; with threshold N, N
-// distinct roles among signers must sign the same digest.
-func signedDigest(rt *Repo, tag string, signers []string, threshold int) (digest.Digest, []string, string) {
-	roles := rt.Tags[tag]
-	if len(roles) == 0 {
-		return "", nil, fmt.Sprintf("tag %q of %s is not signed", tag, rt.Name)
+// distinct roles among signers must sign the same digest. With threshold
+// 1 it does not allocate unless the tag is not signed by those roles.
+func signedDigest(tv TagView, repo string, signers []string, threshold int) (digest.Digest, []string, string) {
+	tag := tv.Name()
+	if threshold <= 1 {
+		if len(signers) == 0 {
+			_, t := tv.Sig(0)
+			return t.Digest, tv.Signer(0), ""
+		}
+		for _, role := range signers {
+			if i := tv.Find(role); i >= 0 {
+				_, t := tv.Sig(i)
+				return t.Digest, tv.Signer(i), ""
+			}
+		}
+		return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s (signed only by %s)", tag, repo, describeSigners(signers, threshold), strings.Join(tv.Roles(), ", "))
 	}
 	order := signers
 	if len(order) == 0 {
-		order = rt.RolesInOrder(tag)
-	}
-	if threshold <= 1 {
-		for _, role := range order {
-			if t, ok := roles[role]; ok {
-				return t.Digest, []string{role}, ""
-			}
-		}
-		return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s (signed only by %s)", tag, rt.Name, describeSigners(signers, threshold), strings.Join(rt.RolesInOrder(tag), ", "))
+		order = tv.Roles()
 	}
 	byDigest := map[digest.Digest][]string{}
 	var digests []digest.Digest
 	for _, role := range order {
-		t, ok := roles[role]
-		if !ok {
+		i := tv.Find(role)
+		if i < 0 {
 			continue
 		}
+		_, t := tv.Sig(i)
 		if _, seen := byDigest[t.Digest]; !seen {
 			digests = append(digests, t.Digest)
 		}
@@ -378,7 +455,7 @@ func signedDigest(rt *Repo, tag string, signers []string, threshold int) (digest
 	if len(found) == 0 {
 		found = append(found, "no signature from those roles")
 	}
-	return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s with the same digest (found: %s)", tag, rt.Name, describeSigners(signers, threshold), strings.Join(found, "; "))
+	return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s with the same digest (found: %s)", tag, repo, describeSigners(signers, threshold), strings.Join(found, "; "))
 }
 
 func describeSigners(signers []string, threshold int) string {
@@ -394,37 +471,51 @@ func describeSigners(signers []string, threshold int) string {
 	return fmt.Sprintf("any of [%s]", strings.Join(signers, ", "))
 }
 
-// match compares the subject of the facts with the signed digests.
-func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
-	covers := func(sd, x digest.Digest) bool {
-		if sd == x {
+// covers reports whether the signed digest sd is x or covers it (a
+// platform manifest or config of sd's content).
+func covers(f *Facts, sd, x digest.Digest) bool {
+	if sd == x {
+		return true
+	}
+	for _, c := range f.Covers[sd] {
+		if c == x {
 			return true
 		}
-		for _, c := range f.Covers[sd] {
-			if c == x {
-				return true
-			}
-		}
-		return false
 	}
-	found := func(pred func(tagDigest) bool) (tagDigest, bool) {
-		for _, c := range cands {
-			if pred(c) {
-				return c, true
-			}
+	return false
+}
+
+// firstCovering returns the first candidate whose signed digest covers x.
+func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) (tagDigest, bool) {
+	for _, c := range cands {
+		if covers(f, c.dgst, x) {
+			return c, true
 		}
-		return tagDigest{}, false
 	}
-	allow := func(c tagDigest, how string) Decision {
-		d.Allowed = true
-		d.SignedDigest = c.dgst
-		d.Signers = c.roles
-		if d.Digest == "" {
-			d.Digest = c.dgst
-		}
-		d.Reason = fmt.Sprintf("%s: %s:%s is signed as %s by %s", how, ref.Repo, c.tag, c.dgst, strings.Join(c.roles, ", "))
-		return d
+	return tagDigest{}, false
+}
+
+// allow makes d an allowed decision resting on candidate c. The reason is
+// built with one allocation.
+func allow(d Decision, ref policy.Ref, c tagDigest, how string) Decision {
+	d.Allowed = true
+	d.SignedDigest = c.dgst
+	d.Signers = c.roles
+	if d.Digest == "" {
+		d.Digest = c.dgst
 	}
+	by := ""
+	if len(c.roles) == 1 {
+		by = c.roles[0]
+	} else {
+		by = strings.Join(c.roles, ", ")
+	}
+	d.Reason = how + ": " + ref.Repo + ":" + c.tag + " is signed as " + string(c.dgst) + " by " + by
+	return d
+}
+
+// match compares the subject of the facts with the signed digests.
+func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
 	where := func() string {
 		if len(cands) == 1 {
 			return fmt.Sprintf("the signed digest %s of %s:%s (signed by %s)", cands[0].dgst, ref.Repo, cands[0].tag, strings.Join(cands[0].roles, ", "))
@@ -435,28 +526,36 @@ func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
 	// A digest in the reference itself must be the signed one (or a
 	// platform manifest of it); only the tags it is signed under count.
 	if ref.Digest != "" {
-		var keep []tagDigest
+		n := 0
 		for _, c := range cands {
-			if covers(c.dgst, ref.Digest) {
-				keep = append(keep, c)
+			if covers(&f, c.dgst, ref.Digest) {
+				n++
 			}
 		}
-		if len(keep) == 0 {
+		if n == 0 {
 			d.Digest = ref.Digest
 			d.Reason = fmt.Sprintf("requested digest %s is not %s", ref.Digest, where())
 			return d
 		}
-		cands = keep
+		if n < len(cands) {
+			keep := make([]tagDigest, 0, n)
+			for _, c := range cands {
+				if covers(&f, c.dgst, ref.Digest) {
+					keep = append(keep, c)
+				}
+			}
+			cands = keep
+		}
 	}
 	switch {
 	case f.ConfigDigest != "":
 		if f.Digest != "" {
-			if c, ok := found(func(c tagDigest) bool { return covers(c.dgst, f.Digest) }); ok {
-				return allow(c, "image digest matches")
+			if c, ok := firstCovering(&f, cands, f.Digest); ok {
+				return allow(d, ref, c, "image digest matches")
 			}
 		}
-		if c, ok := found(func(c tagDigest) bool { return covers(c.dgst, f.ConfigDigest) }); ok {
-			return allow(c, fmt.Sprintf("image config %s matches", f.ConfigDigest))
+		if c, ok := firstCovering(&f, cands, f.ConfigDigest); ok {
+			return allow(d, ref, c, "image config "+string(f.ConfigDigest)+" matches")
 		}
 		var unknown []string
 		for _, c := range cands {
@@ -471,17 +570,17 @@ func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
 		d.Reason = fmt.Sprintf("image config %s is not the signed image's config: it matches none of %s", f.ConfigDigest, where())
 		return d
 	case f.Digest != "":
-		if c, ok := found(func(c tagDigest) bool { return covers(c.dgst, f.Digest) }); ok {
-			return allow(c, "digest matches")
+		if c, ok := firstCovering(&f, cands, f.Digest); ok {
+			return allow(d, ref, c, "digest matches")
 		}
 		d.Reason = fmt.Sprintf("digest %s is not %s", f.Digest, where())
 		return d
 	case ref.Digest != "":
 		d.Digest = ref.Digest
-		return allow(cands[0], "requested digest matches")
+		return allow(d, ref, cands[0], "requested digest matches")
 	default:
 		// Only a tag was asked about: report what it is signed as.
-		return allow(cands[0], "signed")
+		return allow(d, ref, cands[0], "signed")
 	}
 }
 
@@ -524,8 +623,9 @@ func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
 	}
 	seen := map[digest.Digest]bool{}
 	var out []digest.Digest
-	add := func(rts RoleTargets) {
-		for _, t := range rts {
+	add := func(tv TagView) {
+		for i := 0; i < tv.NumSigs(); i++ {
+			_, t := tv.Sig(i)
 			if !seen[t.Digest] && len(out) < maxNeeded {
 				seen[t.Digest] = true
 				out = append(out, t.Digest)
@@ -536,17 +636,18 @@ func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
 		if r.Action != policy.ActionVerify {
 			continue
 		}
-		si := ix.Source(r.Source)
-		if si == nil || si.Repos[repo] == nil {
+		rt, ok := ix.Source(r.Source).Lookup(repo)
+		if !ok {
 			continue
 		}
-		rt := si.Repos[repo]
 		if ref.Tag != "" {
-			add(rt.Tags[ref.Tag])
+			if tv, ok := rt.Tag(ref.Tag); ok {
+				add(tv)
+			}
 			continue
 		}
-		for _, tag := range rt.SortedTags() {
-			add(rt.Tags[tag])
+		for i := 0; i < rt.NumTags() && len(out) < maxNeeded; i++ {
+			add(rt.TagAt(i))
 		}
 	}
 	return SortDigests(out)

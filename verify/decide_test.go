@@ -67,7 +67,7 @@ action = "deny"
 func dg(s string) digest.Digest { return digest.FromString(s) }
 
 func testIndex(expires time.Time) *Index {
-	corp := &SourceIndex{Name: "corp", Kind: "tuf", Repos: map[string]*Repo{
+	corp := NewSourceIndex("corp", "tuf", map[string]*Repo{
 		"registry.example.com/apps/web": {
 			Source: "corp", Name: "registry.example.com/apps/web", Expires: expires, ExpiresRole: "timestamp",
 			Tags: map[string]RoleTargets{
@@ -79,8 +79,8 @@ func testIndex(expires time.Time) *Index {
 			Source: "corp", Name: "registry.example.com/apps/audited", Expires: expires,
 			Tags: map[string]RoleTargets{"1": {"targets": {Digest: dg("audited-1")}}},
 		},
-	}}
-	hub := &SourceIndex{Name: "hub", Kind: "notary", Repos: map[string]*Repo{
+	})
+	hub := NewSourceIndex("hub", "notary", map[string]*Repo{
 		"docker.io/library/nginx": {
 			Source: "hub", Name: "docker.io/library/nginx", Expires: expires,
 			Tags: map[string]RoleTargets{
@@ -96,7 +96,7 @@ func testIndex(expires time.Time) *Index {
 				"disagree": {"targets/a": {Digest: dg("app-x")}, "targets/b": {Digest: dg("app-y")}},
 			},
 		},
-	}}
+	})
 	return NewIndex(corp, hub)
 }
 
@@ -255,7 +255,7 @@ source = "corp"
 			Tags: map[string]RoleTargets{"1": {"targets": {Digest: dg("app-1")}}},
 		}}
 	}
-	reachable := NewIndex(&SourceIndex{Name: "corp", Kind: "tuf", Repos: repo()})
+	reachable := NewIndex(NewSourceIndex("corp", "tuf", repo()))
 	unreachable := reachable.With(reachable.Source("corp").WithReachability(true, fresh.Add(-time.Hour)))
 	f := Facts{Subject: SubjectPull, Image: "registry.example.com/app:1", Digest: dg("app-1")}
 	for _, tc := range []struct {
@@ -350,10 +350,10 @@ images = ["**"]
 action = "verify"
 source = "corp"
 `)
-		ix := NewIndex(&SourceIndex{Name: "corp", Kind: "tuf", Repos: map[string]*Repo{"registry.example.com/app": {
+		ix := NewIndex(NewSourceIndex("corp", "tuf", map[string]*Repo{"registry.example.com/app": {
 			Name: "registry.example.com/app", Expires: time.Now().Add(time.Hour),
 			Tags: map[string]RoleTargets{"1.0": {"targets": {Digest: dg("idx")}}, "2.0": {"targets": {Digest: dg("m2")}}},
-		}}})
+		}}))
 		covers := map[digest.Digest][]digest.Digest{dg("idx"): {dg("idx"), dg("amd64"), dg("cfg-amd64")}, dg("m2"): {dg("m2"), dg("cfg-2")}}
 		f := Facts{Subject: SubjectContainer, Namespace: "x", Image: "registry.example.com/app@" + string(dg("m2")), ConfigDigest: dg("cfg-amd64"), Covers: covers}
 		if d := Decide(p, ix, f, time.Now()); d.Allowed {

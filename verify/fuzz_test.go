@@ -152,7 +152,7 @@ var fuzzCovers = map[digest.Digest][]digest.Digest{
 
 func fuzzIndex(expires time.Time) *verify.Index {
 	t := func(s string) verify.Target { return verify.Target{Digest: digest.FromString(s), Length: 10} }
-	corp := &verify.SourceIndex{Name: "corp", Kind: "tuf", Repos: map[string]*verify.Repo{
+	corp := verify.NewSourceIndex("corp", "tuf", map[string]*verify.Repo{
 		"registry.example.com/apps/web": {
 			Source: "corp", Name: "registry.example.com/apps/web", Expires: expires, ExpiresRole: "targets",
 			FreshUntil: expires.Add(-12 * time.Hour), FreshRole: "timestamp",
@@ -168,8 +168,9 @@ func fuzzIndex(expires time.Time) *verify.Index {
 			Source: "corp", Name: "registry.example.com/apps/audited", Expires: expires.Add(-48 * time.Hour),
 			Tags: map[string]verify.RoleTargets{"1": {"targets": t("web-2.0")}},
 		},
-	}, Unreachable: true, UnreachableSince: expires.Add(-36 * time.Hour)}
-	hub := &verify.SourceIndex{Name: "hub", Kind: "notary", Repos: map[string]*verify.Repo{
+	})
+	corp = corp.WithReachability(true, expires.Add(-36*time.Hour))
+	hub := verify.NewSourceIndex("hub", "notary", map[string]*verify.Repo{
 		"docker.io/library/nginx": {
 			Source: "hub", Name: "docker.io/library/nginx", Expires: expires,
 			Tags: map[string]verify.RoleTargets{
@@ -185,7 +186,7 @@ func fuzzIndex(expires time.Time) *verify.Index {
 			},
 		},
 		"docker.io/legacy/tool": {Source: "hub", Name: "docker.io/legacy/tool", Tags: map[string]verify.RoleTargets{}},
-	}}
+	})
 	broken := &verify.SourceIndex{Name: "broken", Kind: "tuf", Err: errors.New("no trust data cached yet")}
 	return verify.NewIndex(corp, hub, broken)
 }

@@ -155,10 +155,7 @@ func loadGoldenIndex(path string, seen map[digest.Digest]string) (*verify.Index,
 		if gs.Kind != policy.KindTUF && gs.Kind != policy.KindNotary {
 			return nil, fmt.Errorf("%s: source %q: unknown kind %q", path, name, gs.Kind)
 		}
-		si := &verify.SourceIndex{Name: name, Kind: gs.Kind, Repos: map[string]*verify.Repo{}, Unreachable: gs.Unreachable, UnreachableSince: gs.UnreachableSince}
-		if gs.Error != "" {
-			si.Err = errors.New(gs.Error)
-		}
+		repos := map[string]*verify.Repo{}
 		for repo, gr := range gs.Repos {
 			if n, err := policy.NormalizeRepo(repo); err != nil || n != repo {
 				return nil, fmt.Errorf("%s: source %q: repository %q is not a normalised name (%q, %v)", path, name, repo, n, err)
@@ -178,7 +175,11 @@ func loadGoldenIndex(path string, seen map[digest.Digest]string) (*verify.Index,
 					}
 				}
 			}
-			si.Repos[repo] = r
+			repos[repo] = r
+		}
+		si := verify.NewSourceIndex(name, gs.Kind, repos).WithReachability(gs.Unreachable, gs.UnreachableSince)
+		if gs.Error != "" {
+			si.Err = errors.New(gs.Error)
 		}
 		sources = append(sources, si)
 	}

@@ -11,8 +11,12 @@ type SourceIndex struct {
 	// Name and Kind are the source's policy name and kind ("tuf", "notary").
 	Name string
 	Kind string
-	// Repos maps a normalised repository name to its trust data.
-	Repos map[string]*Repo
+	// parts hold the trust data (one Trust for a TUF source, one per
+	// repository for a Notary source); byRepo finds a repository's part
+	// when there is more than one.
+	parts  []*Trust
+	byRepo map[string]RepoView
+	nrepos int
 	// Err is set when the source has no usable data (never synced, or its
 	// cached data failed verification); decisions that need the source deny
 	// with this error as the reason.
@@ -27,6 +31,112 @@ type SourceIndex struct {
 	// UnreachableSince; offline grace applies only then.
 	Unreachable      bool
 	UnreachableSince time.Time
+}
+
+// NewSourceIndex returns the index of source name (of kind "tuf" or
+// "notary") over verified repositories, frozen into one Trust.
+func NewSourceIndex(name, kind string, repos map[string]*Repo) *SourceIndex {
+	return NewSourceIndexOf(name, kind, NewTrust(repos))
+}
+
+// NewSourceIndexOf returns the index of source name over the given parts.
+// A repository must appear in one part only; if it appears in several,
+// the first part that has it wins.
+func NewSourceIndexOf(name, kind string, parts ...*Trust) *SourceIndex {
+	s := &SourceIndex{Name: name, Kind: kind}
+	for _, p := range parts {
+		if p.Len() > 0 {
+			s.parts = append(s.parts, p)
+		}
+	}
+	switch len(s.parts) {
+	case 0:
+	case 1:
+		s.nrepos = s.parts[0].Len()
+	default:
+		s.byRepo = map[string]RepoView{}
+		for _, p := range s.parts {
+			for i := 0; i < p.Len(); i++ {
+				rv := p.RepoAt(i)
+				if _, dup := s.byRepo[rv.Name()]; !dup {
+					s.byRepo[rv.Name()] = rv
+				}
+			}
+		}
+		s.nrepos = len(s.byRepo)
+	}
+	return s
+}
+
+// Lookup returns the trust data of a repository (normalised name).
+func (s *SourceIndex) Lookup(repo string) (RepoView, bool) {
+	if s == nil {
+		return RepoView{}, false
+	}
+	if s.byRepo != nil {
+		rv, ok := s.byRepo[repo]
+		return rv, ok
+	}
+	if len(s.parts) == 1 {
+		return s.parts[0].Repo(repo)
+	}
+	return RepoView{}, false
+}
+
+// Repo returns a repository's trust data as a Repo, or nil (allocates;
+// for tools and tests, not decisions).
+func (s *SourceIndex) Repo(repo string) *Repo {
+	rv, ok := s.Lookup(repo)
+	if !ok {
+		return nil
+	}
+	return rv.Materialize(s.Name)
+}
+
+// NumRepos returns how many repositories the source has trust data for.
+func (s *SourceIndex) NumRepos() int {
+	if s == nil {
+		return 0
+	}
+	return s.nrepos
+}
+
+// NumTags returns how many signed tags the source has, over every repository.
+func (s *SourceIndex) NumTags() int {
+	n := 0
+	for _, p := range s.Parts() {
+		n += p.NumTags()
+	}
+	return n
+}
+
+// RepoNames returns the names of the repositories, sorted (allocates).
+func (s *SourceIndex) RepoNames() []string {
+	if s == nil {
+		return nil
+	}
+	out := make([]string, 0, s.nrepos)
+	if s.byRepo != nil {
+		for n := range s.byRepo {
+			out = append(out, n)
+		}
+		sort.Strings(out)
+		return out
+	}
+	for _, p := range s.parts {
+		for i := 0; i < p.Len(); i++ {
+			out = append(out, p.RepoAt(i).Name())
+		}
+	}
+	return out
+}
+
+// Parts returns the Trust values the index is made of (shared; read only).
+func (s *SourceIndex) Parts() []*Trust {
+	if s == nil {
+		return nil
+	}
+	return s.parts
 }
 
 // WithReachability returns a copy of s with its reachability set.

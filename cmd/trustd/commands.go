@@ -179,11 +179,11 @@ func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
 		found := false
 		for _, src := range l.Policy.Sources {
 			si := snap.Index.Source(src.Name)
-			if si == nil || si.Repos[repo] == nil {
+			r := si.Repo(repo)
+			if r == nil {
 				continue
 			}
 			found = true
-			r := si.Repos[repo]
 			keys := l.Store.NotaryKeys(src.Name, repo)
 			if *jsonOut {
 				o := out{Repository: repo, Source: src.Name, Repo: r}

@@ -97,13 +97,13 @@ func TestTUFRepoSyncsAndIndexes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	check := func(repos map[string]*verify.Repo) {
+	check := func(ix *verify.SourceIndex) {
 		t.Helper()
-		if len(repos) != 50 {
-			t.Fatalf("%d repositories", len(repos))
+		if ix.NumRepos() != 50 {
+			t.Fatalf("%d repositories", ix.NumRepos())
 		}
 		repo := RepoName(DefaultRegistry, 7)
-		rt := repos[repo]
+		rt := ix.Repo(repo)
 		if rt == nil || len(rt.Tags) != 4 {
 			t.Fatalf("%s: %+v", repo, rt)
 		}
@@ -115,17 +115,17 @@ func TestTUFRepoSyncsAndIndexes(t *testing.T) {
 			t.Fatalf("digest %s", got)
 		}
 	}
-	check(res.Index.Repos)
+	check(res.Index)
 	root, err := os.ReadFile(r.RootPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// Offline, as trustd loads it at start.
-	si, _, err := (&cache.TUFSource{Name: "corp", Root: root, Dir: SourceDir(cacheDir, "corp")}).Load()
+	si, err := (&cache.TUFSource{Name: "corp", Root: root, Dir: SourceDir(cacheDir, "corp")}).Load()
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(si.Repos)
+	check(si)
 }
 
 func TestPolicyParsesAndDecides(t *testing.T) {
@@ -194,9 +194,7 @@ func TestDatasetLoads(t *testing.T) {
 			}
 			tags := 0
 			for _, si := range l.Engine.Snapshot().Index.Sources {
-				for _, r := range si.Repos {
-					tags += len(r.Tags)
-				}
+				tags += si.NumTags()
 			}
 			if tags != tc.tags {
 				t.Fatalf("%d tags loaded, want %d", tags, tc.tags)
