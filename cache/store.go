@@ -117,8 +117,8 @@ func (s *Store) Sources() []Source { return s.sources }
 
 type tufSource struct{ TUFSource }
 
-func (t *tufSource) Name() string { return t.TUFSource.Name }
-func (t *tufSource) Kind() string { return "tuf" }
+func (t *tufSource) Name() string                       { return t.TUFSource.Name }
+func (t *tufSource) Kind() string                       { return "tuf" }
 func (t *tufSource) Load() (*verify.SourceIndex, error) { return t.TUFSource.Load() }
 
 type unsupported struct{ name, kind string }
