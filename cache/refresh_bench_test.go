@@ -229,6 +229,14 @@ func BenchmarkStoreSyncUnchanged(b *testing.B) {
 	reg := &countingRegistry{}
 	store.Registry.Client = &http.Client{Transport: reg}
 	src := store.Sources()[0]
+	// The first round after start fetches the signed manifests (the
+	// copied cache has no record of a fetch); what is measured is every
+	// round after it.
+	if _, _, err := store.SyncSource(ctx, src, time.Now()); err != nil {
+		b.Fatal(err)
+	}
+	reg.requests.Store(0)
+	reg.bytes.Store(0)
 	srv.Counter.Reset()
 	ops := 0
 	for b.Loop() {
