@@ -173,6 +173,11 @@ func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 		if err != nil {
 			continue
 		}
+		// The derived index, when it matches the bundle's bytes and the
+		// pins, is the verified index: the bundle need not be parsed.
+		if key, err := s.derivedKeyOfFile(gun); err == nil && s.loadDerived(gun, key) {
+			continue
+		}
 		raw, b, err := s.readBundleRaw(gun)
 		if err != nil {
 			errs = append(errs, err)
@@ -239,12 +244,8 @@ func (s *NotarySource) loadVerified(gun string, raw []byte, b *NotaryBundle) err
 		return nil
 	}
 	key := s.derivedKey(gun, raw)
-	if d, err := readDerived(s.derivedPath(gun), key); err == nil && d.Trust.Len() == 1 && d.Trust.RepoAt(0).Name() == gun {
-		var k notary.Keys
-		if json.Unmarshal(d.Extra, &k) == nil {
-			s.installDerived(gun, d.Trust, &k)
-			return nil
-		}
+	if s.loadDerived(gun, key) {
+		return nil
 	}
 	res, err := s.verifyBundle(b)
 	if err != nil {
@@ -254,6 +255,27 @@ func (s *NotarySource) loadVerified(gun string, raw []byte, b *NotaryBundle) err
 	s.install(gun, res)
 	s.saveDerived(gun, key)
 	return nil
+}
+
+// loadDerived installs gun from its derived index if that index has the
+// given key (and is whole); it reports whether it did.
+func (s *NotarySource) loadDerived(gun, key string) bool {
+	d, err := readDerived(s.derivedPath(gun), key)
+	if err != nil || d.Trust.Len() != 1 || d.Trust.RepoAt(0).Name() != gun {
+		return false
+	}
+	var k notary.Keys
+	if json.Unmarshal(d.Extra, &k) != nil {
+		return false
+	}
+	s.installDerived(gun, d.Trust, &k)
+	return true
+}
+
+// derivedKeyOfFile is derivedKey of gun's bundle file, hashed as a stream.
+func (s *NotarySource) derivedKeyOfFile(gun string) (string, error) {
+	pin, _ := json.Marshal(s.pinFor(gun))
+	return derivedKeyOfFile(s.bundlePath(gun), pin)
 }
 
 // saveDerived writes the installed index of gun as its derived index.
