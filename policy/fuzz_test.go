@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -79,6 +80,9 @@ func FuzzParsePolicy(f *testing.F) {
 				}
 			}
 			cands := p.Candidates(repo)
+			if all := p.allCandidates(repo); !slices.Equal(cands, all) {
+				t.Fatalf("Candidates(%q) = %v, the long way %v", repo, cands, all)
+			}
 			m := p.Match(repo, "")
 			switch {
 			case len(cands) > 0 && cands[len(cands)-1].anyNS:

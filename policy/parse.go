@@ -149,6 +149,8 @@ func (d *doc) build(raw *rawPolicy) *Policy {
 				r.maxScore = s
 			}
 		}
+		r.name = r.describe()
+		r.alone = []*Rule{r}
 		p.Rules = append(p.Rules, r)
 	}
 	p.byScore = slices.Clone(p.Rules)

@@ -2,10 +2,7 @@ package policy
 
 import (
 	"errors"
-	"regexp"
 	"strings"
-
-	"github.com/distribution/reference"
 )
 
 // Pattern is a compiled repository pattern, as written in `images`,
@@ -104,8 +101,6 @@ func splitStars(t string) []string {
 	}
 }
 
-var anchoredDomain = regexp.MustCompile(`^(?:` + reference.DomainRegexp.String() + `)$`)
-
 // normalizePattern validates a pattern and returns its normalised text.
 func normalizePattern(s string) (string, error) {
 	switch {
@@ -132,7 +127,7 @@ func normalizePattern(s string) (string, error) {
 			return "", errors.New("a pattern must not contain a tag")
 		}
 	}
-	// Normalise like reference.ParseNormalizedNamed (splitDockerDomain), but
+	// Normalise like parseNormalized (splitDockerDomain), but
 	// never treat a wildcard first segment as a Docker Hub namespace.
 	var domain string
 	var rest []string
@@ -173,36 +168,24 @@ func normalizePattern(s string) (string, error) {
 	}
 	path := strings.Join(cand, "/")
 	if strings.ContainsRune(domain, '*') {
-		if domain != "**" && !anchoredDomain.MatchString(candidate(domain)) {
+		if domain != "**" && !isDomainAndPort(candidate(domain)) {
 			return "", errors.New("invalid registry host")
 		}
 		domain = "wildcard.invalid"
 	}
 	name := domain + "/" + path
-	named, err := reference.ParseNamed(name)
+	// Docker's grammar, and the name must be canonical (reference.ParseNamed).
+	r, err := parseNormalized(name)
 	if err != nil {
-		if errors.Is(err, reference.ErrNameNotCanonical) {
-			return "", errors.New("not a valid repository name")
-		}
-		return "", trimRefErr(err)
+		return "", err
 	}
-	if !reference.IsNameOnly(named) {
+	if !r.IsString(name) {
+		return "", errRefFormat
+	}
+	if r.Tag != "" || r.Digest != "" {
 		return "", errors.New("a pattern must not contain a tag or digest")
 	}
 	return norm, nil
-}
-
-// trimRefErr drops the "invalid reference format: " prefix that
-// distribution/reference puts on its messages.
-func trimRefErr(err error) error {
-	msg := err.Error()
-	if m, ok := strings.CutPrefix(msg, "invalid reference format: "); ok && m != "" {
-		return errors.New(m)
-	}
-	if msg == "invalid reference format" {
-		return errors.New("not a valid repository name")
-	}
-	return err
 }
 
 // String returns the pattern as written.

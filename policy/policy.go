@@ -133,8 +133,10 @@ type Rule struct {
 	Threshold int
 	Mode      Mode // "" = the global mode
 
-	anyNS    bool // Namespaces contains "*"
-	maxScore int  // score of the most specific pattern in Images
+	anyNS    bool    // Namespaces contains "*"
+	maxScore int     // score of the most specific pattern in Images
+	name     string  // String(), computed by Parse
+	alone    []*Rule // {the rule}: Candidates' answer when it decides alone
 }
 
 // Mirror is a [[mirror]]: repositories under From are judged as the same
@@ -159,7 +161,15 @@ func (r *Rule) EffectiveMode(global Mode) Mode {
 
 // String names the rule for people: "rule #N (file:line)", where N is
 // 1-based (rule #1 is Rules[0]) and file is the policy file's base name.
+// It does not allocate for a rule of a parsed policy.
 func (r *Rule) String() string {
+	if r.name != "" {
+		return r.name
+	}
+	return r.describe()
+}
+
+func (r *Rule) describe() string {
 	return "rule #" + strconv.Itoa(r.Index+1) + " (" + filepath.Base(r.Pos.File) + ":" + strconv.Itoa(r.Pos.Line) + ")"
 }
 
@@ -199,6 +209,11 @@ func (r *Rule) score(repo string) (score int, ok bool) {
 // first, then fewer wildcards, then the first in the file. nil means no rule
 // matches, and the caller must deny. Match does not allocate.
 func (p *Policy) Match(repo, namespace string) *Rule {
+	return p.best(repo, namespace, false)
+}
+
+// best is Match; anyNS ignores the namespaces of the rules.
+func (p *Policy) best(repo, namespace string, anyNS bool) *Rule {
 	var best *Rule
 	bestScore := 0
 	// Rules come most specific first: once a rule cannot reach the best
@@ -211,7 +226,7 @@ func (p *Policy) Match(repo, namespace string) *Rule {
 			continue
 		}
 		s, ok := r.score(repo)
-		if !ok || !r.appliesTo(namespace) {
+		if !ok || !anyNS && !r.appliesTo(namespace) {
 			continue
 		}
 		if best == nil || s > bestScore || (s == bestScore && r.Index < best.Index) {
@@ -225,8 +240,24 @@ func (p *Policy) Match(repo, namespace string) *Rule {
 // for some namespace: the rules matching repo in Match's order, up to and
 // including the first one that applies to every namespace. It is for pulls,
 // where the namespace is not known. An empty result means every namespace
-// is denied.
+// is denied. The result is shared: callers must not modify it. Candidates
+// does not allocate when the most specific matching rule applies to every
+// namespace, as it then decides alone.
 func (p *Policy) Candidates(repo string) []*Rule {
+	// The first candidate is the rule Match would pick in a namespace that
+	// every rule names: the most specific, then the first in the file.
+	first := p.best(repo, "", true)
+	if first == nil {
+		return nil
+	}
+	if first.anyNS && first.alone != nil {
+		return first.alone
+	}
+	return p.allCandidates(repo)
+}
+
+// allCandidates is Candidates the long way, for every case.
+func (p *Policy) allCandidates(repo string) []*Rule {
 	type cand struct {
 		r     *Rule
 		score int

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/distribution/reference"
 	"github.com/opencontainers/go-digest"
 )
 
@@ -26,20 +25,20 @@ type Ref struct {
 // {docker.io/library/nginx, latest, ""}, "nginx@sha256:…" has no tag, and
 // "nginx:1@sha256:…" keeps both. Names must be lowercase; digests must be
 // well formed. The error matches ErrInvalidReference.
+//
+// ParseRef accepts exactly the language of distribution/reference's
+// ParseNormalizedNamed, with the same normalisation and error messages
+// (refgrammar.go; a differential fuzz test holds it to that). It is on the
+// decision path: it does not allocate when s is already normalised (the
+// fields are substrings of s), and allocates the repository name alone
+// when Docker's defaults must be added ("nginx").
 func ParseRef(s string) (Ref, error) {
 	if s == "" {
 		return Ref{}, fmt.Errorf("%w %q: empty reference", ErrInvalidReference, s)
 	}
-	named, err := reference.ParseNormalizedNamed(s)
+	r, err := parseNormalized(s)
 	if err != nil {
-		return Ref{}, fmt.Errorf("%w %q: %w", ErrInvalidReference, s, trimRefErr(err))
-	}
-	r := Ref{Repo: named.Name()}
-	if t, ok := named.(reference.Tagged); ok {
-		r.Tag = t.Tag()
-	}
-	if d, ok := named.(reference.Digested); ok {
-		r.Digest = d.Digest()
+		return Ref{}, fmt.Errorf("%w %q: %w", ErrInvalidReference, s, err)
 	}
 	if r.Tag == "" && r.Digest == "" {
 		r.Tag = "latest"
@@ -49,14 +48,43 @@ func ParseRef(s string) (Ref, error) {
 
 // String returns the normalised reference: repo[:tag][@digest].
 func (r Ref) String() string {
-	s := r.Repo
+	switch {
+	case r.Digest == "":
+		if r.Tag == "" {
+			return r.Repo
+		}
+		return r.Repo + ":" + r.Tag
+	case r.Tag == "":
+		return r.Repo + "@" + string(r.Digest)
+	}
+	return r.Repo + ":" + r.Tag + "@" + string(r.Digest)
+}
+
+// IsString reports whether s is r.String(), without building it: a caller
+// that holds the text a Ref was parsed from can keep that text, and not
+// allocate, when it was already normalised.
+func (r Ref) IsString(s string) bool {
+	rest, ok := strings.CutPrefix(s, r.Repo)
+	if !ok {
+		return false
+	}
 	if r.Tag != "" {
-		s += ":" + r.Tag
+		if rest, ok = strings.CutPrefix(rest, ":"); !ok {
+			return false
+		}
+		if rest, ok = strings.CutPrefix(rest, r.Tag); !ok {
+			return false
+		}
 	}
 	if r.Digest != "" {
-		s += "@" + string(r.Digest)
+		if rest, ok = strings.CutPrefix(rest, "@"); !ok {
+			return false
+		}
+		if rest, ok = strings.CutPrefix(rest, string(r.Digest)); !ok {
+			return false
+		}
 	}
-	return s
+	return rest == ""
 }
 
 // NormalizeRepo normalises a repository name as Docker does ("nginx" is
@@ -76,14 +104,14 @@ func normalizeRepo(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("empty repository name")
 	}
-	named, err := reference.ParseNormalizedNamed(s)
+	r, err := parseNormalized(s)
 	if err != nil {
-		return "", trimRefErr(err)
+		return "", err
 	}
-	if !reference.IsNameOnly(named) {
+	if r.Tag != "" || r.Digest != "" {
 		return "", errors.New("a repository name must not contain a tag or digest")
 	}
-	return named.Name(), nil
+	return r.Repo, nil
 }
 
 // normalizePrefix normalises the `from` or `to` of a mirror: either a
@@ -93,7 +121,7 @@ func normalizePrefix(s string) (string, error) {
 		return "", errors.New("must not be empty")
 	}
 	if !strings.Contains(s, "/") && (strings.ContainsAny(s, ".:") || s == "localhost") {
-		if !anchoredDomain.MatchString(s) {
+		if !isDomainAndPort(s) {
 			return "", fmt.Errorf("invalid registry host %q", s)
 		}
 		if s == "index.docker.io" {

@@ -187,7 +187,11 @@ func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
 	}
 	repo := p.Origin(ref.Repo)
 	ref.Repo = repo
-	d.Image = ref.String()
+	if ref.IsString(f.Image) {
+		d.Image = f.Image // already normalised: no copy
+	} else {
+		d.Image = ref.String()
+	}
 	if f.Subject == SubjectContainer {
 		r := p.Match(repo, f.Namespace)
 		if r == nil {
