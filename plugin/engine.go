@@ -98,20 +98,38 @@ func (e *Engine) decide(ctx context.Context, f verify.Facts) verify.Decision {
 	if s == nil {
 		d = verify.Decide(nil, nil, f, now)
 	} else {
+		// With only a config digest (containerd 2.2 and 2.3 give no
+		// manifest digest for a container) digests alone never allow:
+		// resolve first, decide once.
+		if e.Resolver != nil && f.ConfigDigest != "" && f.Digest == "" && f.Covers == nil {
+			f.Covers = e.covers(ctx, s, f)
+			return verify.Decide(s.Policy, s.Index, f, now)
+		}
 		d = verify.Decide(s.Policy, s.Index, f, now)
 		if (!d.Allowed || d.Audit) && e.Resolver != nil {
-			if need := verify.Needed(s.Policy, s.Index, f); len(need) > 0 {
-				f.Covers = make(map[digest.Digest][]digest.Digest, len(need))
-				for _, dg := range need {
-					if cov, ok := e.Resolver.Covers(ctx, dg); ok {
-						f.Covers[dg] = cov
-					}
-				}
+			if covers := e.covers(ctx, s, f); covers != nil {
+				f.Covers = covers
 				d = verify.Decide(s.Policy, s.Index, f, now)
 			}
 		}
 	}
 	return d
+}
+
+// covers resolves what the signed digests a decision may consult cover;
+// nil when there are none.
+func (e *Engine) covers(ctx context.Context, s *Snapshot, f verify.Facts) map[digest.Digest][]digest.Digest {
+	need := verify.Needed(s.Policy, s.Index, f)
+	if len(need) == 0 {
+		return nil
+	}
+	covers := make(map[digest.Digest][]digest.Digest, len(need))
+	for _, dg := range need {
+		if cov, ok := e.Resolver.Covers(ctx, dg); ok {
+			covers[dg] = cov
+		}
+	}
+	return covers
 }
 
 func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Duration) {
