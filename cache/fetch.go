@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -29,16 +30,35 @@ type Fetcher interface {
 
 // defaultClient keeps connections and TLS sessions across a sync round,
 // in which several repositories of one server are fetched at once.
-var defaultClient = &http.Client{Transport: func() http.RoundTripper {
+var defaultClient = &http.Client{Transport: newTransport(nil)}
+
+// newTransport returns the transport of defaultClient, trusting roots (nil:
+// the system's roots).
+//
+// Key exchange: X25519 and P-256 only, not Go's default hybrid
+// post-quantum X25519MLKEM768, whose key shares (~1.2 KB each way) more
+// than double the bytes of a new connection (~4 KB instead of ~1.7 KB),
+// for a refresh that is otherwise one small timestamp request (issue 7).
+// What these connections carry is public: signed trust metadata, which
+// is verified end to end whatever the transport, and at most a registry
+// token that expires in minutes, so recording the traffic today to break
+// its key exchange later gains nothing. crypto/tls ignores the order of
+// CurvePreferences and puts a post-quantum group first whenever one is
+// allowed (and a Go server picks it even without a key share, through a
+// HelloRetryRequest), so "X25519 first, ML-KEM if the server insists"
+// cannot be expressed: a server that accepts only post-quantum groups
+// fails the handshake. See docs/SECURITY.md.
+func newTransport(roots *x509.CertPool) *http.Transport {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.MaxIdleConnsPerHost = 16
 	t.IdleConnTimeout = 10 * time.Minute
-	if t.TLSClientConfig == nil {
-		t.TLSClientConfig = &tls.Config{}
+	t.TLSClientConfig = &tls.Config{
+		RootCAs:            roots,
+		ClientSessionCache: tls.NewLRUClientSessionCache(64),
+		CurvePreferences:   []tls.CurveID{tls.X25519, tls.CurveP256},
 	}
-	t.TLSClientConfig.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	return t
-}()}
+}
 
 // HTTPFetcher fetches over HTTP(S) with a per-request deadline and a size
 // bound; a server that streams forever or trickles bytes is cut off.

@@ -50,7 +50,8 @@ func BenchmarkRefreshUnchanged(b *testing.B) {
 	// tls: 0 plain HTTP, 1 HTTPS with a new connection per refresh, 2 the
 	// same with TLS session resumption (a client session cache), 3 also
 	// with X25519 alone (Go's default key exchange, X25519MLKEM768, sends
-	// a post-quantum key share of about 1.2 KB each way).
+	// a post-quantum key share of about 1.2 KB each way), 4 trustd's own
+	// client (HTTPFetcher's default transport) trusting the test CA.
 	notaryCase := func(name, cacheDir, gun string, tls int) {
 		b.Run(name, func(b *testing.B) {
 			repo, err := d.NotaryRepo(gun)
@@ -72,12 +73,18 @@ func BenchmarkRefreshUnchanged(b *testing.B) {
 				b.Fatal(err)
 			}
 			client := srv.Client()
+			if tls == 4 {
+				roots := client.Transport.(*http.Transport).TLSClientConfig.RootCAs
+				client = &http.Client{Transport: cache.NewDefaultTransport(roots)}
+			}
 			if tls > 0 {
 				ns.Fetcher = &cache.HTTPFetcher{Client: client}
 			}
 			if tls >= 2 {
 				cfg := client.Transport.(*http.Transport).TLSClientConfig
-				cfg.ClientSessionCache = cryptotls.NewLRUClientSessionCache(64)
+				if tls < 4 {
+					cfg.ClientSessionCache = cryptotls.NewLRUClientSessionCache(64)
+				}
 				if tls == 3 {
 					cfg.CurvePreferences = []cryptotls.CurveID{cryptotls.X25519}
 				}
@@ -107,6 +114,7 @@ func BenchmarkRefreshUnchanged(b *testing.B) {
 	notaryCase("notary-10-tags/https-new-connection", d.ManyCacheDir(), gen.ManyGUN(0), 1)
 	notaryCase("notary-10-tags/https-new-connection-resumed", d.ManyCacheDir(), gen.ManyGUN(0), 2)
 	notaryCase("notary-10-tags/https-new-connection-resumed-x25519", d.ManyCacheDir(), gen.ManyGUN(0), 3)
+	notaryCase("notary-10-tags/https-new-connection-resumed-default-client", d.ManyCacheDir(), gen.ManyGUN(0), 4)
 	notaryCase("notary-100k-tags", d.CacheDir(), gen.BigGUN, 0)
 
 	b.Run("tuf-100k-tags", func(b *testing.B) {

@@ -62,7 +62,15 @@ type TUFSource struct {
 	// Dir is this source's directory in the cache.
 	Dir     string
 	Fetcher Fetcher
+	// RootCheckInterval is how long an unchanged timestamp is taken to
+	// mean an unchanged repository without probing for a new root (see
+	// Sync). 0 means DefaultRootCheckInterval; a negative value probes on
+	// every sync.
+	RootCheckInterval time.Duration
 }
+
+// DefaultRootCheckInterval is the default TUFSource.RootCheckInterval.
+const DefaultRootCheckInterval = time.Hour
 
 func (s *TUFSource) bundlePath() string { return filepath.Join(s.Dir, "tuf.json") }
 
@@ -205,6 +213,20 @@ type SyncResult struct {
 // (freeze protection) before anything is written. The cache is rewritten
 // only when something changed, in one atomic step. On error the cache is
 // untouched.
+//
+// An unchanged repository costs one request: when the last probe for a
+// new root found none less than RootCheckInterval ago (a time kept in the
+// cache, so restarts respect it), timestamp.json is fetched first, and if
+// it is byte for byte the trusted one and the data is still fresh, the sync
+// stops there. Anything else (a new timestamp, the interval elapsed, no
+// probe on record, an error) runs the whole update in the specification's
+// order, root first, so that a root rotation is always seen before any
+// new metadata is trusted. The fast path never trusts anything new; what
+// it trades is how soon a root rotation published alone, with the
+// timestamp left as it was, is seen: within RootCheckInterval. A timestamp
+// key revoked by such a rotation therefore keeps a client on the data it
+// already trusts for at most that interval plus the trusted timestamp's
+// expiry (see docs/SECURITY.md).
 func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
 	raw, prev, err := s.readBundleRaw()
 	if err != nil && !errors.Is(err, ErrNoData) {
@@ -213,13 +235,34 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 	// The cached state: verified already when its derived index matches
 	// its bytes, otherwise verified now.
 	var prevDerived *derivedIndex
+	var prevKey string
 	if prev != nil {
-		if d, derr := readDerived(s.derivedPath(), derivedKey(raw, s.Root)); derr == nil {
+		prevKey = derivedKey(raw, s.Root)
+		if d, derr := readDerived(s.derivedPath(), prevKey); derr == nil {
 			prevDerived = d
 		} else if _, verr := s.verifyBundle(prev, time.Time{}); verr != nil {
 			removeDerived(s.derivedPath())
 			s.moveAside(verr)
 			prev = nil
+		}
+	}
+	fetchTimestamp := func() ([]byte, error) {
+		return s.Fetcher.Fetch(ctx, s.URL+"timestamp.json", maxTimestampSize)
+	}
+	unchanged := func(d *derivedIndex) *SyncResult {
+		ix := s.indexOf(d)
+		ix.Updated = now.UTC()
+		return &SyncResult{Index: ix, Summary: d.Version}
+	}
+	// The timestamp first, when the root was probed recently: the same
+	// bytes as the trusted timestamp mean nothing changed.
+	var early []byte
+	if prevDerived != nil && prev.Timestamp != nil && s.rootCheckedRecently(prevKey, now) {
+		if early, err = fetchTimestamp(); err != nil {
+			return nil, err
+		}
+		if bytes.Equal(early, prev.Timestamp) && freshAt(prevDerived.Trust, now) {
+			return unchanged(prevDerived), nil
 		}
 	}
 	if prev == nil {
@@ -263,9 +306,13 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 			}
 		}
 	}
-	data, err := s.Fetcher.Fetch(ctx, s.URL+"timestamp.json", maxTimestampSize)
-	if err != nil {
-		return nil, err
+	// The timestamp fetched before the root walk serves unless the walk
+	// found a new root: it may have been signed before the rotation.
+	data := early
+	if data == nil || len(nb.Roots) != len(prev.Roots) {
+		if data, err = fetchTimestamp(); err != nil {
+			return nil, err
+		}
 	}
 	nb.Timestamp = data
 	if _, err := tm.UpdateTimestamp(data); err != nil {
@@ -281,9 +328,8 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 	// Unchanged (same timestamp, no new root) and still fresh: nothing to
 	// fetch or verify again — one timestamp request per round.
 	if prevDerived != nil && len(nb.Roots) == len(prev.Roots) && bytes.Equal(nb.Timestamp, prev.Timestamp) && freshAt(prevDerived.Trust, now) {
-		ix := s.indexOf(prevDerived)
-		ix.Updated = now.UTC()
-		return &SyncResult{Index: ix, Summary: prevDerived.Version}, nil
+		s.writeRootCheck(prevKey, now)
+		return unchanged(prevDerived), nil
 	}
 
 	// Snapshot.
@@ -389,21 +435,72 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 	if !changed {
 		nb.Verified = prev.Verified
 	}
-	d := s.derive(tm, now.UTC(), "", problems)
+	d := s.derive(tm, nb.Verified, prevKey, problems)
 	if changed {
 		data, err := s.writeBundle(nb)
 		if err != nil {
 			return nil, err
 		}
 		d.Key = derivedKey(data, s.Root)
+	}
+	if changed || prevDerived == nil {
+		// A derived index missing or stale (written by another version)
+		// beside an unchanged bundle is written again too: else every
+		// refresh would verify the whole bundle again.
 		_ = writeDerived(s.derivedPath(), d)
 	}
+	s.writeRootCheck(d.Key, now)
 	res.Index = s.indexOf(d)
+	res.Index.Updated = now.UTC()
 	res.Summary = res.Index.Version
 	if len(problems) > 0 {
 		res.Summary += "; " + strings.Join(problems, "; ")
 	}
 	return res, nil
+}
+
+// rootCheck records the last root walk that ran to its end: the server
+// had no root newer than those of the bundle whose derivedKey is Key.
+type rootCheck struct {
+	Key     string    `json:"key"`
+	URL     string    `json:"url"`
+	Checked time.Time `json:"checked"`
+}
+
+func (s *TUFSource) rootCheckPath() string { return s.bundlePath() + ".rootcheck" }
+
+// rootCheckedRecently reports whether the root walk found no new root for
+// the bundle with the given key, on this URL, less than RootCheckInterval
+// before now. A clock that went back counts as elapsed.
+func (s *TUFSource) rootCheckedRecently(key string, now time.Time) bool {
+	interval := s.RootCheckInterval
+	if interval == 0 {
+		interval = DefaultRootCheckInterval
+	}
+	if interval < 0 {
+		return false
+	}
+	b, err := readFileLimit(s.rootCheckPath(), 4<<10)
+	if err != nil {
+		return false
+	}
+	var rc rootCheck
+	if json.Unmarshal(b, &rc) != nil || rc.Key != key || rc.URL != s.URL || rc.Checked.IsZero() {
+		return false
+	}
+	age := now.Sub(rc.Checked)
+	return age >= 0 && age < interval
+}
+
+// writeRootCheck records a complete root walk at now. It is best effort:
+// without the record, the next sync probes for a new root again.
+func (s *TUFSource) writeRootCheck(key string, now time.Time) {
+	b, err := json.Marshal(rootCheck{Key: key, URL: s.URL, Checked: now.UTC()})
+	if err != nil {
+		return
+	}
+	RemoveStaleTemps(s.rootCheckPath())
+	_ = WriteFileAtomic(s.rootCheckPath(), b, 0o600)
 }
 
 // freshAt reports whether no repository's data has expired at now.

@@ -88,8 +88,8 @@ func TestTUFSyncAndLoad(t *testing.T) {
 		t.Fatal("loaded index differs")
 	}
 
-	// An unchanged repository costs one timestamp request (plus the probe
-	// for a new root).
+	// An unchanged repository costs one timestamp request (the first
+	// sync probed for a new root just now).
 	f.reset()
 	res, err = src.Sync(ctx, time.Now())
 	if err != nil {
@@ -98,7 +98,7 @@ func TestTUFSyncAndLoad(t *testing.T) {
 	if res.Changed {
 		t.Fatal("unchanged repository changed the cache")
 	}
-	if got := f.reset(); len(got) != 2 || got[0] != "2.root.json" || got[1] != "timestamp.json" {
+	if got := f.reset(); len(got) != 1 || got[0] != "timestamp.json" {
 		t.Fatalf("unchanged refresh fetched %v", got)
 	}
 
@@ -258,5 +258,88 @@ func TestTUFCorruptCacheIsMovedAside(t *testing.T) {
 	}
 	if _, err := src.Load(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestTUFRefreshRequests counts the requests of a refresh (issue 7): one
+// for an unchanged repository whose root was probed less than
+// RootCheckInterval ago, also after a restart; the root probe first once
+// the interval has elapsed; and a root rotation published with a new
+// timestamp is followed at once, inside the interval.
+func TestTUFRefreshRequests(t *testing.T) {
+	repo, src, f := newTUF(t)
+	repo.SetTarget("127.0.0.1:5000/demo/hello:1.0", manifest("a"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	t0 := time.Now()
+	sync := func(src *TUFSource, now time.Time) *SyncResult {
+		t.Helper()
+		res, err := src.Sync(ctx, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	want := func(what string, urls ...string) {
+		t.Helper()
+		if got := f.reset(); strings.Join(got, " ") != strings.Join(urls, " ") {
+			t.Fatalf("%s fetched %v, want %v", what, got, urls)
+		}
+	}
+	sync(src, t0)
+	want("first sync", "2.root.json", "timestamp.json", "snapshot.json", "targets.json")
+
+	sync(src, t0.Add(time.Minute))
+	want("unchanged refresh", "timestamp.json")
+	restarted := *src
+	sync(&restarted, t0.Add(2*time.Minute))
+	want("unchanged refresh after a restart", "timestamp.json")
+
+	// The interval elapsed: the whole update, root first.
+	sync(src, t0.Add(DefaultRootCheckInterval+time.Minute))
+	want("unchanged refresh after the interval", "2.root.json", "timestamp.json")
+	sync(src, t0.Add(DefaultRootCheckInterval+2*time.Minute))
+	want("unchanged refresh after the probe", "timestamp.json")
+	// A clock set back probes again.
+	sync(src, t0)
+	want("unchanged refresh with the clock set back", "2.root.json", "timestamp.json")
+
+	// A probe on every sync when asked.
+	always := *src
+	always.RootCheckInterval = -1
+	sync(&always, t0.Add(time.Second))
+	want("unchanged refresh with RootCheckInterval < 0", "2.root.json", "timestamp.json")
+
+	// A root rotation with a new timestamp, well within the interval: the
+	// new root is walked first, and the timestamp signed by the new key is
+	// fetched again after it.
+	if err := repo.RotateKey("timestamp"); err != nil {
+		t.Fatal(err)
+	}
+	repo.SetTarget("127.0.0.1:5000/demo/hello:2.0", manifest("b"))
+	if err := repo.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	res := sync(src, t0.Add(2*time.Second))
+	want("refresh after a root rotation", "timestamp.json", "2.root.json", "3.root.json", "timestamp.json", "snapshot.json", "targets.json")
+	if !res.Changed || !strings.Contains(res.Summary, "root v2") || res.Index.Repo("127.0.0.1:5000/demo/hello").Tags["2.0"] == nil {
+		t.Fatalf("rotation not followed: changed=%v %s", res.Changed, res.Summary)
+	}
+	sync(src, t0.Add(3*time.Second))
+	want("unchanged refresh after the rotation", "timestamp.json")
+
+	// A root rotation alone, the timestamp left as it was: seen once the
+	// interval has elapsed.
+	if err := repo.RotateKey("root"); err != nil {
+		t.Fatal(err)
+	}
+	sync(src, t0.Add(4*time.Second))
+	want("refresh inside the interval after a lone root rotation", "timestamp.json")
+	res = sync(src, t0.Add(DefaultRootCheckInterval+4*time.Second))
+	want("refresh after the interval after a lone root rotation", "3.root.json", "4.root.json", "timestamp.json")
+	if !res.Changed || !strings.Contains(res.Summary, "root v3") {
+		t.Fatalf("lone rotation not followed: changed=%v %s", res.Changed, res.Summary)
 	}
 }

@@ -1,0 +1,10 @@
+package cache
+
+import (
+	"crypto/x509"
+	"net/http"
+)
+
+// NewDefaultTransport is the transport of the default HTTP client, with
+// the given roots, for benchmarks against a test server.
+func NewDefaultTransport(roots *x509.CertPool) *http.Transport { return newTransport(roots) }
