@@ -10,10 +10,11 @@ FUZZTIME ?= 10s
 
 all: build
 
-## build: the trustd binary and its trustd-verifier link in ./bin
+## build: trustd and trustd-verifier (the pull gate, which finds trustd next to it) in ./bin
 build:
 	$(GO) build -trimpath -o $(BIN)/trustd ./cmd/trustd
-	ln -sf trustd $(BIN)/trustd-verifier
+	rm -f $(BIN)/trustd-verifier
+	$(GO) build -trimpath -o $(BIN)/trustd-verifier ./cmd/trustd-verifier
 
 ## tools: install test prerequisites (Debian packages, pinned containerd and runc; cached)
 tools:
@@ -54,8 +55,8 @@ demo: tools
 bench:
 	GO=$(GO) bash scripts/bench.sh
 
-## package: the .deb in $(DIST) (nfpm $(NFPM_VERSION), config packaging/nfpm.yaml): a static
-## trustd, its trustd-verifier link in containerd's image verifier dir, the systemd unit,
+## package: the .deb in $(DIST) (nfpm $(NFPM_VERSION), config packaging/nfpm.yaml): static
+## trustd and trustd-verifier (linked from containerd's image verifier dir), the systemd unit,
 ## an audit-mode default policy (conffile) and the containerd drop-in (shipped disabled)
 NFPM_VERSION ?= v2.45.2
 NFPM    ?= GOFLAGS= GOWORK=off $(GO) run github.com/goreleaser/nfpm/v2/cmd/nfpm@$(NFPM_VERSION)
@@ -66,6 +67,7 @@ DEB_MAINTAINER ?= trustd maintainers <trustd-maintainers@users.noreply.github.co
 package:
 	@mkdir -p $(DIST)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/trustd ./cmd/trustd
+	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/trustd-verifier ./cmd/trustd-verifier
 	gzip -n -9 -c packaging/deb/trustd.1 > $(DIST)/trustd.1.gz
 	rm -f $(DIST)/trustd_*.deb
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) TRUSTD_DIST=$(DIST) \

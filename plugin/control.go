@@ -52,8 +52,9 @@ type ControlServer struct {
 	// the fetch (which then becomes part of the reason).
 	Refresh func(ctx context.Context, d verify.Decision) (bool, error)
 
-	srv *http.Server
-	ln  net.Listener
+	srv      *http.Server
+	ln       net.Listener
+	policies policyCheck // the relayed verifier's policy files
 }
 
 // Listen binds the socket, replacing a stale one.
@@ -76,6 +77,7 @@ func (c *ControlServer) Listen(path string) error {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/decide", c.decide)
+	mux.HandleFunc("POST /v1/verifier", c.verifier)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, c.Status(r.Context()))
 	})
@@ -118,19 +120,25 @@ func (c *ControlServer) decide(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f := verify.Facts{Subject: parseSubject(req.Subject), Image: req.Image, Namespace: req.Namespace, Digest: req.Digest, ConfigDigest: req.ConfigDigest}
+	writeJSON(w, c.judge(r.Context(), f, "control:"+req.Subject))
+}
+
+// judge decides f from memory and records the decision. A denied pull may
+// first fetch the repository's trust data (Refresh) and be decided again.
+func (c *ControlServer) judge(ctx context.Context, f verify.Facts, via string) verify.Decision {
 	start := time.Now()
-	d := c.Engine.decide(r.Context(), f)
+	d := c.Engine.decide(ctx, f)
 	if !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil {
-		again, err := c.Refresh(r.Context(), d)
+		again, err := c.Refresh(ctx, d)
 		switch {
 		case err != nil:
 			d.Reason += fmt.Sprintf("; fetching its trust data from source %q failed: %v", d.Source, err)
 		case again:
-			d = c.Engine.decide(r.Context(), f)
+			d = c.Engine.decide(ctx, f)
 		}
 	}
-	c.Engine.Record(f, d, Context{Via: "control:" + req.Subject}, time.Since(start))
-	writeJSON(w, d)
+	c.Engine.Record(f, d, Context{Via: via}, time.Since(start))
+	return d
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

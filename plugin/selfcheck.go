@@ -108,8 +108,8 @@ func (c *containerdChecker) host(p string) string {
 }
 
 // stat is os.Stat of a path of the node: symbolic links (the package's
-// trustd-verifier → /usr/bin/trustd) are followed within the node's file
-// system.
+// trustd-verifier → /usr/libexec/trustd/trustd-verifier, the DaemonSet's
+// → ../libexec/trustd-verifier) are followed within the node's file system.
 func (c *containerdChecker) stat(p string) (fs.FileInfo, error) {
 	for range 16 {
 		fi, err := os.Lstat(c.host(p))
@@ -455,7 +455,7 @@ func (c *containerdChecker) checkVerifier(cfg *containerdConfig) {
 	}
 	idx := slices.IndexFunc(entries, func(e fs.DirEntry) bool { return e.Name() == VerifierName })
 	if idx < 0 {
-		c.warn("the image verifier directory %s (bin_dir) has no %s: pulls are not gated by trustd (creation still is); link it to the trustd binary", dir, VerifierName)
+		c.warn("the image verifier directory %s (bin_dir) has no %s: pulls are not gated by trustd (creation still is); link it to the trustd-verifier executable (the package installs /usr/libexec/trustd/%s)", dir, VerifierName, VerifierName)
 		return
 	}
 	bin := filepath.Join(dir, VerifierName)

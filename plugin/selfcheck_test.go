@@ -18,8 +18,8 @@ const (
 	binOther      = "other"       // bin_dir holds another verifier only
 	binNoExec     = "noexec"      // trustd-verifier is not executable
 	binCrowded    = "crowded"     // two verifiers sort before trustd-verifier
-	binLink       = "link"        // trustd-verifier → /usr/bin/trustd, as the package installs it
-	binDangling   = "dangling"    // trustd-verifier → /usr/bin/trustd, which is missing
+	binLink       = "link"        // trustd-verifier → /usr/libexec/trustd/trustd-verifier, as the package installs it
+	binDangling   = "dangling"    // trustd-verifier → /usr/libexec/trustd/trustd-verifier, which is missing
 )
 
 type wantFinding struct {
@@ -80,7 +80,7 @@ func TestCheckContainerdConfig(t *testing.T) {
 			{SeverityWarning, "(bin_dir) is empty: containerd allows every pull unchecked"}}},
 		{name: "no trustd-verifier in bin_dir", fixture: "good", bin: binOther, want: []wantFinding{
 			{SeverityWarning, "(bin_dir) has no trustd-verifier"}}},
-		{name: "good: trustd-verifier links to /usr/bin/trustd", fixture: "good", bin: binLink},
+		{name: "good: trustd-verifier links to /usr/libexec/trustd/trustd-verifier", fixture: "good", bin: binLink},
 		{name: "trustd-verifier links to a missing binary", fixture: "good", bin: binDangling, want: []wantFinding{
 			{SeverityWarning, "/opt/containerd/image-verifier/bin/trustd-verifier cannot be run"}}},
 		{name: "trustd-verifier not executable", fixture: "good", bin: binNoExec, want: []wantFinding{
@@ -302,15 +302,15 @@ func containerdRoot(t *testing.T, fixture string, dropIn bool, bin string) strin
 		exe(VerifierName, 0o644)
 	case binLink, binDangling:
 		if bin == binLink {
-			usrBin := filepath.Join(root, "usr", "bin")
-			if err := os.MkdirAll(usrBin, 0o755); err != nil {
+			libexec := filepath.Join(root, "usr", "libexec", "trustd")
+			if err := os.MkdirAll(libexec, 0o755); err != nil {
 				t.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(usrBin, "trustd"), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+			if err := os.WriteFile(filepath.Join(libexec, VerifierName), []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
 				t.Fatal(err)
 			}
 		}
-		if err := os.Symlink("/usr/bin/trustd", filepath.Join(dir, VerifierName)); err != nil {
+		if err := os.Symlink("/usr/libexec/trustd/"+VerifierName, filepath.Join(dir, VerifierName)); err != nil {
 			t.Fatal(err)
 		}
 	case binCrowded:

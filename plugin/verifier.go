@@ -14,9 +14,10 @@ import (
 	"github.com/trustd/trustd/verify"
 )
 
-// VerifierName is the name under which the trustd binary speaks
-// containerd's image verifier protocol (a symlink in the bindir plugin's
-// bin_dir).
+// VerifierName is the name of the pull gate in the bindir plugin's bin_dir:
+// the trustd-verifier executable (cmd/trustd-verifier), and the subcommand
+// and argv[0] under which the trustd binary speaks containerd's image
+// verifier protocol itself.
 const VerifierName = "trustd-verifier"
 
 // maxVerifierStdin bounds the descriptor read from standard input.

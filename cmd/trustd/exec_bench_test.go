@@ -241,70 +241,22 @@ func verifierCmd(link string, e benchEnv, repo, tag string, dg digest.Digest) *e
 	return cmd
 }
 
-// minimalClient is the prototype of a verifier linked with the standard
-// library only: it reads the descriptor, asks the daemon's control socket
-// (POST /v1/decide, as plugin.ControlClient does) and prints the reason.
-// BenchmarkVerifierExec builds it to show what process start-up such a
-// binary costs, next to the trustd binary's.
-const minimalClient = `package main
-
-import (
-	"bytes"
-	"context"
-	"encoding/json"
-	"flag"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
-	"os"
-	"time"
-)
-
-func main() {
-	name := flag.String("name", "", "")
-	dg := flag.String("digest", "", "")
-	flag.String("stdin-media-type", "", "")
-	flag.Parse()
-	io.ReadAll(io.LimitReader(os.Stdin, 64<<10))
-	sock := os.Getenv("TRUSTD_SOCKET")
-	c := &http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-		var d net.Dialer
-		return d.DialContext(ctx, "unix", sock)
-	}}}
-	body, _ := json.Marshal(map[string]string{"subject": "pull", "image": *name, "digest": *dg})
-	resp, err := c.Post("http://trustd/v1/decide", "application/json", bytes.NewReader(body))
-	if err != nil {
-		fmt.Println("trustd: denied: could not decide:", err)
-		os.Exit(1)
-	}
-	var d struct {
-		Allowed bool
-		Reason  string
-	}
-	json.NewDecoder(resp.Body).Decode(&d)
-	fmt.Println("trustd: allowed:", d.Reason)
-	if !d.Allowed {
-		os.Exit(1)
-	}
-}
-`
-
-func buildMinimalClient(b *testing.B) string {
+// verifierBinary returns the trustd-verifier executable to exec: the one
+// next to bin (what `make build` makes), or one built now next to it.
+func verifierBinary(b *testing.B, bin string) string {
 	b.Helper()
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(minimalClient), 0o600); err != nil {
-		b.Fatal(err)
+	v := filepath.Join(filepath.Dir(bin), "trustd-verifier")
+	if os.Getenv("TRUSTD_BENCH_BIN") != "" {
+		if fi, err := os.Stat(v); err == nil && fi.Mode().IsRegular() {
+			return v
+		}
+		v = filepath.Join(b.TempDir(), "trustd-verifier")
 	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module minimalclient\n\ngo 1.26\n"), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	cmd := exec.Command("go", "build", "-trimpath", "-o", "client", ".")
-	cmd.Dir = dir
+	cmd := exec.Command("go", "build", "-trimpath", "-o", v, "../trustd-verifier")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build minimal client: %v\n%s", err, out)
+		b.Fatalf("go build trustd-verifier: %v\n%s", err, out)
 	}
-	return filepath.Join(dir, "client")
+	return v
 }
 
 func verifierLink(b *testing.B, bin string) string {
@@ -317,20 +269,22 @@ func verifierLink(b *testing.B, bin string) string {
 }
 
 // BenchmarkVerifierExec measures what a pull waits for at the image
-// verifier gate: containerd execs trustd-verifier (the trustd binary under
-// that name), which loads the policy and asks the daemon over its control
-// socket ("daemon"), or, with no daemon, loads and verifies the cache
+// verifier gate: containerd execs trustd-verifier (cmd/trustd-verifier),
+// which relays the pull to the daemon over its control socket ("daemon"),
+// or, with no daemon, execs trustd, which loads and verifies the cache
 // itself ("no-daemon"). Each iteration also execs /bin/true, so the cost
-// added by trustd is verifier-ms minus true-ms from the same run. The CPU
-// time of each, and the verifier's peak RSS (one more run under GNU
-// time), are reported too. With a daemon, each iteration also execs
-// `trustd help` (the binary's start-up alone) and a prototype verifier
-// linked with the standard library only (minimalClient). The cache holds
-// the TUF data set (100k tags over 10k repositories) or the Notary
-// repository of 100k tags.
+// added by trustd is verifier-ms minus true-ms from the same run
+// (added-ms). The CPU time of each, and the verifier's peak RSS (one more
+// run under GNU time), are reported too. With a daemon, each iteration also
+// execs the trustd binary under the name trustd-verifier (the symlink
+// packages installed before: it loads the policy and asks the daemon;
+// link-added-ms) and `trustd help` (the binary's start-up alone). The
+// cache holds the TUF data set (100k tags over 10k repositories) or the
+// Notary repository of 100k tags.
 func BenchmarkVerifierExec(b *testing.B) {
 	d := gen.BenchDataset(b)
 	bin := benchBinary(b)
+	verifier := verifierBinary(b, bin)
 	link := verifierLink(b, bin)
 	for _, c := range []struct {
 		name    string
@@ -344,43 +298,43 @@ func BenchmarkVerifierExec(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			e := newBenchEnv(b, d, d.CacheDir(), c.sources)
 			repo, tag, dg := signedImage(d, c.sources)
-			var minimal string
+			gate := func(exe string) *exec.Cmd {
+				cmd := verifierCmd(exe, e, repo, tag, dg)
+				cmd.Env = append(cmd.Env, "TRUSTD_BIN="+bin)
+				return cmd
+			}
 			if c.daemon {
 				startDaemon(b, bin, e).waitIdle(b)
-				minimal = buildMinimalClient(b)
 			}
-			var truth, help, client, verifier series
+			var truth, help, linked, verified series
 			for b.Loop() {
 				truth.add(runExec(b, exec.Command("/bin/true")))
-				r := runExec(b, verifierCmd(link, e, repo, tag, dg))
+				r := runExec(b, gate(verifier))
 				if r.code != 0 || !strings.Contains(r.stdout, "allowed") {
-					b.Fatalf("verifier: exit %d: %s", r.code, r.stdout)
+					b.Fatalf("trustd-verifier: exit %d: %s", r.code, r.stdout)
 				}
-				verifier.add(r)
+				verified.add(r)
 				if c.daemon {
 					help.add(runExec(b, exec.Command(bin, "help")))
-					cmd := verifierCmd(minimal, e, repo, tag, dg)
-					cmd.Env = append(cmd.Env, "TRUSTD_SOCKET="+e.socket)
-					r := runExec(b, cmd)
-					if r.code != 0 {
-						b.Fatalf("minimal client: exit %d: %s", r.code, r.stdout)
+					r := runExec(b, gate(link))
+					if r.code != 0 || !strings.Contains(r.stdout, "allowed") {
+						b.Fatalf("trustd as trustd-verifier: exit %d: %s", r.code, r.stdout)
 					}
-					client.add(r)
+					linked.add(r)
 				}
 			}
 			b.StopTimer()
-			verifier.rss = maxRSS(b, verifierCmd(link, e, repo, tag, dg))
+			verified.rss = maxRSS(b, gate(verifier))
 			truth.report(b, "true")
-			verifier.report(b, "verifier")
-			gen.ReportMS(b, median(verifier.wall)-median(truth.wall), "added-ms")
+			verified.report(b, "verifier")
+			gen.ReportMS(b, median(verified.wall)-median(truth.wall), "added-ms")
 			if c.daemon {
-				// The trustd binary doing nothing, and the prototype client.
+				// The trustd binary doing nothing, and as the pull gate.
 				help.rss = maxRSS(b, exec.Command(bin, "help"))
 				help.report(b, "trustd-help")
-				cmd := verifierCmd(minimal, e, repo, tag, dg)
-				cmd.Env = append(cmd.Env, "TRUSTD_SOCKET="+e.socket)
-				client.rss = maxRSS(b, cmd)
-				client.report(b, "minimal-client")
+				linked.rss = maxRSS(b, gate(link))
+				linked.report(b, "link")
+				gen.ReportMS(b, median(linked.wall)-median(truth.wall), "link-added-ms")
 			}
 		})
 	}

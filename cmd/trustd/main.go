@@ -113,7 +113,9 @@ Commands:
   cache import FILE           re-verify a bundle against this node's policy and install what is newer
 
 --config PATH defaults to $TRUSTD_CONFIG, then /etc/trustd/policy.toml.
-Invoked as trustd-verifier, trustd speaks containerd's image verifier protocol.
+trustd trustd-verifier ARGS (or trustd invoked as trustd-verifier) speaks containerd's
+image verifier protocol, deciding from the cache when the daemon does not answer; the
+trustd-verifier executable runs it when no daemon is listening.
 Exit codes: 0 allowed/success, 1 denied/check failed, 2 usage or configuration error.
 `
 

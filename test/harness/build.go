@@ -82,6 +82,27 @@ func BuildTrustd(t TB) string {
 	return bin
 }
 
+var verifierBinary = sync.OnceValues(func() (string, error) {
+	dir, err := buildDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "trustd-verifier")
+	return bin, goBuild(nil, "-o", bin, "./cmd/trustd-verifier")
+})
+
+// BuildVerifier builds ./cmd/trustd-verifier once per process, next to
+// BuildTrustd's trustd (the verifier execs the trustd beside it when the
+// daemon does not answer), and returns the binary's path.
+func BuildVerifier(t TB) string {
+	t.Helper()
+	bin, err := verifierBinary()
+	if err != nil {
+		t.Fatalf("build trustd-verifier: %v", err)
+	}
+	return bin
+}
+
 // imagePrograms are the static programs put into test images, by name.
 var imagePrograms = sync.OnceValues(func() (map[string]string, error) {
 	dir, err := buildDir()

@@ -126,9 +126,9 @@ func StartStack(t TB, opts StackOptions) *Stack {
 	if err := os.Mkdir(verifiers, 0o755); err != nil {
 		t.Fatalf("%v", err)
 	}
-	// Packaging installs trustd-verifier as a symlink to trustd, which then
-	// speaks containerd's image verifier protocol.
-	if err := os.Symlink(s.Bin, filepath.Join(verifiers, "trustd-verifier")); err != nil {
+	// As packaging does: bin_dir links to the trustd-verifier executable,
+	// which asks the daemon, or execs the trustd built beside it.
+	if err := os.Symlink(BuildVerifier(t), filepath.Join(verifiers, "trustd-verifier")); err != nil {
 		t.Fatalf("%v", err)
 	}
 	s.PolicyPath = filepath.Join(dir, "policy.toml")

@@ -54,8 +54,9 @@ func TestDebContents(t *testing.T) {
 		src  string // repository file it must equal
 	}
 	wants := map[string]want{
-		"/usr/bin/trustd": {mode: "-rwxr-xr-x", src: filepath.Join(dist, "trustd")},
-		"/opt/containerd/image-verifier/bin/trustd-verifier": {mode: "lrwxrwxrwx", link: "/usr/bin/trustd"},
+		"/usr/bin/trustd":                                    {mode: "-rwxr-xr-x", src: filepath.Join(dist, "trustd")},
+		"/usr/libexec/trustd/trustd-verifier":                {mode: "-rwxr-xr-x", src: filepath.Join(dist, "trustd-verifier")},
+		"/opt/containerd/image-verifier/bin/trustd-verifier": {mode: "lrwxrwxrwx", link: "/usr/libexec/trustd/trustd-verifier"},
 		"/lib/systemd/system/trustd.service":                 {mode: "-rw-r--r--", src: filepath.Join(root, "systemd", "trustd.service")},
 		"/etc/trustd/policy.toml":                            {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "policy.toml")},
 		"/usr/share/trustd/containerd-trustd.toml":           {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "containerd", "trustd.toml")},
@@ -108,10 +109,13 @@ func TestDebContents(t *testing.T) {
 			t.Errorf("%s differs from %s", path, w.src)
 		}
 	}
-	// The binary is static: containerd runs trustd-verifier with whatever
-	// libraries the node has, and the DaemonSet copies it onto the host.
-	if out, err := exec.Command("ldd", filepath.Join(x, "usr/bin/trustd")).CombinedOutput(); err == nil && !strings.Contains(string(out), "not a dynamic executable") {
-		t.Errorf("/usr/bin/trustd is dynamically linked:\n%s", out)
+	// The binaries are static: containerd runs trustd-verifier (which may
+	// exec trustd) with whatever libraries the node has, and the DaemonSet
+	// copies both onto the host.
+	for _, bin := range []string{"usr/bin/trustd", "usr/libexec/trustd/trustd-verifier"} {
+		if out, err := exec.Command("ldd", filepath.Join(x, bin)).CombinedOutput(); err == nil && !strings.Contains(string(out), "not a dynamic executable") {
+			t.Errorf("/%s is dynamically linked:\n%s", bin, out)
+		}
 	}
 	t.Logf("package %s: %d entries", filepath.Base(deb), len(got))
 }
@@ -208,12 +212,12 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if !strings.Contains(status, "Status: install ok installed") || !strings.Contains(status, "Conffiles:\n /etc/trustd/policy.toml ") {
 		t.Errorf("dpkg --status:\n%s", status)
 	}
-	for _, p := range []string{"usr/bin/trustd", "lib/systemd/system/trustd.service", "etc/trustd/policy.toml", "usr/share/trustd/containerd-trustd.toml"} {
+	for _, p := range []string{"usr/bin/trustd", "usr/libexec/trustd/trustd-verifier", "lib/systemd/system/trustd.service", "etc/trustd/policy.toml", "usr/share/trustd/containerd-trustd.toml"} {
 		if !r.exists(p) {
 			t.Errorf("/%s not installed", p)
 		}
 	}
-	if l, err := os.Readlink(r.path("opt/containerd/image-verifier/bin/trustd-verifier")); err != nil || l != "/usr/bin/trustd" {
+	if l, err := os.Readlink(r.path("opt/containerd/image-verifier/bin/trustd-verifier")); err != nil || l != "/usr/libexec/trustd/trustd-verifier" {
 		t.Errorf("trustd-verifier link: %q, %v", l, err)
 	}
 	if fi, err := os.Stat(r.path("var/lib/trustd")); err != nil || fi.Mode().Perm() != 0o700 || !fi.IsDir() {
@@ -237,20 +241,25 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if out, err := runErr("", nil, bin, "policy", "check", policyFile); err != nil || !strings.Contains(out, "OK (0 sources, 2 rules, mode audit)") {
 		t.Errorf("trustd policy check on the shipped policy: %v\n%s", err, out)
 	}
-	verifier := filepath.Join(t.TempDir(), "trustd-verifier")
-	if err := os.Symlink(bin, verifier); err != nil {
+	// The installed verifier, with no daemon, execs the installed trustd
+	// (TRUSTD_BIN: the scratch root's /usr/bin/trustd); so does the trustd
+	// binary under the verifier's name, as older packages linked it.
+	link := filepath.Join(t.TempDir(), "trustd-verifier")
+	if err := os.Symlink(bin, link); err != nil {
 		t.Fatal(err)
 	}
-	env := []string{"TRUSTD_CONFIG=" + policyFile}
-	for _, ref := range []string{"registry.k8s.io/pause:3.10", "docker.io/library/nginx:1.27"} {
-		cmd := exec.Command(verifier, "-name", ref, "-digest", "sha256:"+strings.Repeat("ab", 32), "-stdin-media-type", "application/vnd.oci.descriptor.v1+json")
-		cmd.Env = append(os.Environ(), env...)
-		cmd.Stdin = strings.NewReader("")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Errorf("trustd-verifier %s with the shipped policy: %v\n%s", ref, err, out)
+	env := []string{"TRUSTD_CONFIG=" + policyFile, "TRUSTD_BIN=" + bin}
+	for _, verifier := range []string{r.path("usr/libexec/trustd/trustd-verifier"), link} {
+		for _, ref := range []string{"registry.k8s.io/pause:3.10", "docker.io/library/nginx:1.27"} {
+			cmd := exec.Command(verifier, "-name", ref, "-digest", "sha256:"+strings.Repeat("ab", 32), "-stdin-media-type", "application/vnd.oci.descriptor.v1+json")
+			cmd.Env = append(os.Environ(), env...)
+			cmd.Stdin = strings.NewReader("")
+			out, err := cmd.CombinedOutput()
+			if err != nil || !strings.Contains(string(out), "trustd: ") {
+				t.Errorf("%s %s with the shipped policy: %v\n%s", verifier, ref, err, out)
+			}
+			t.Logf("%s %s: %s", verifier, ref, strings.TrimSpace(string(out)))
 		}
-		t.Logf("trustd-verifier %s: %s", ref, strings.TrimSpace(string(out)))
 	}
 
 	// Reinstall (an upgrade to the same version) keeps an edited policy.
@@ -276,7 +285,7 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if !strings.Contains(out, "still lists trustd in\nrequired_plugins") {
 		t.Errorf("removal did not warn that containerd still requires trustd:\n%s", out)
 	}
-	for _, p := range []string{"usr/bin/trustd", "opt/containerd/image-verifier/bin/trustd-verifier", "lib/systemd/system/trustd.service"} {
+	for _, p := range []string{"usr/bin/trustd", "usr/libexec/trustd/trustd-verifier", "opt/containerd/image-verifier/bin/trustd-verifier", "lib/systemd/system/trustd.service"} {
 		if r.exists(p) {
 			t.Errorf("/%s left after removal", p)
 		}

@@ -181,8 +181,9 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 	install := get(pod, "initContainers", 0, "command", 2)
-	if s, _ := install.(string); !strings.Contains(s, "/host/image-verifier/bin/trustd-verifier") || !strings.Contains(s, "policy check") {
-		t.Errorf("the init container does not check the policy and install trustd-verifier: %v", install)
+	if s, _ := install.(string); !strings.Contains(s, "policy check") || !strings.Contains(s, "/usr/libexec/trustd/trustd-verifier") || !strings.Contains(s, "/usr/bin/trustd ") ||
+		!strings.Contains(s, "ln -sfn ../libexec/trustd-verifier ") || !strings.Contains(s, "/host/image-verifier/bin/trustd-verifier") {
+		t.Errorf("the init container does not check the policy and install trustd-verifier (linked to libexec/, with trustd beside it): %v", install)
 	}
 
 	// The policy in the ConfigMap is valid for this trustd.
