@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	containerd "github.com/containerd/containerd/v2/client"
@@ -28,6 +31,88 @@ type Containerd struct {
 
 	mu     sync.Mutex
 	client *containerd.Client
+
+	// facts holds what content-addressed data says about images, so the
+	// decision path reads it from memory (see contentFacts).
+	facts atomic.Pointer[contentFacts]
+	// snapshotters is the list of snapshotters that initialised, in
+	// containerd's order, for the current connection; lastSnapshotter is
+	// the one the last container's snapshot was found in.
+	snapshotters    atomic.Pointer[[]string]
+	lastSnapshotter atomic.Pointer[string]
+}
+
+// contentFacts is an immutable memo of facts that content-addressed data
+// determines once and for all: the config digest of a manifest (or index,
+// for this platform) and the chain ID of a config's layers. Being keyed by
+// digests of verified content, an entry can never go stale: a moved tag is
+// a new key, never a changed value. It is replaced whole (copy on write).
+type contentFacts struct {
+	configs map[digest.Digest]digest.Digest // manifest or index → config
+	chains  map[digest.Digest]string        // config → chain ID
+}
+
+// maxContentFacts bounds the memo; past it, it starts afresh.
+const maxContentFacts = 1 << 16
+
+// remember adds facts to the memo.
+func (c *Containerd) remember(target, config digest.Digest, chain string) {
+	for {
+		old := c.facts.Load()
+		n := &contentFacts{configs: map[digest.Digest]digest.Digest{}, chains: map[digest.Digest]string{}}
+		if old != nil && len(old.configs)+len(old.chains) < maxContentFacts {
+			if (target == "" || old.configs[target] == config) && (chain == "" || old.chains[config] == chain) {
+				return // known
+			}
+			maps.Copy(n.configs, old.configs)
+			maps.Copy(n.chains, old.chains)
+		}
+		if target != "" {
+			n.configs[target] = config
+		}
+		if chain != "" {
+			n.chains[config] = chain
+		}
+		if c.facts.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// imageConfig returns the config digest of an image's target for this
+// platform, from the memo or else from the content store (and memoised).
+func (c *Containerd) imageConfig(ctx context.Context, cl *containerd.Client, target ocispec.Descriptor) (digest.Digest, error) {
+	if f := c.facts.Load(); f != nil {
+		if cfg, ok := f.configs[target.Digest]; ok {
+			return cfg, nil
+		}
+	}
+	cfg, err := images.Config(ctx, cl.ContentStore(), target, platforms.Default())
+	if err != nil {
+		return "", err
+	}
+	c.remember(target.Digest, cfg.Digest, "")
+	return cfg.Digest, nil
+}
+
+// Learn computes and memoises the facts of an image the store holds (its
+// config digest and the chain ID of its layers), so that deciding on a
+// container made from it needs no content reads. The image watcher calls
+// it for every image that arrives.
+func (c *Containerd) Learn(ctx context.Context, target ocispec.Descriptor) (config digest.Digest, err error) {
+	cl, err := c.get(ctx)
+	if err != nil {
+		return "", err
+	}
+	ctx = namespaces.WithNamespace(ctx, c.Namespace)
+	cfg, err := c.imageConfig(ctx, cl, target)
+	if err != nil {
+		return "", err
+	}
+	if _, err := c.chainID(ctx, cfg); err != nil {
+		return cfg, err
+	}
+	return cfg, nil
 }
 
 func (c *Containerd) get(ctx context.Context) (*containerd.Client, error) {
@@ -56,6 +141,7 @@ func (c *Containerd) Close() error {
 	}
 	err := c.client.Close()
 	c.client = nil
+	c.snapshotters.Store(nil) // containerd may have restarted with others
 	return err
 }
 
@@ -106,11 +192,11 @@ func (c *Containerd) ImageFacts(ctx context.Context, name string) (digest.Digest
 	if err != nil {
 		return "", "", err
 	}
-	cfg, err := images.Config(ctx, cl.ContentStore(), img.Target, platforms.Default())
+	cfg, err := c.imageConfig(ctx, cl, img.Target)
 	if err != nil {
 		return "", "", err
 	}
-	return img.Target.Digest, cfg.Digest, nil
+	return img.Target.Digest, cfg, nil
 }
 
 // ContainerImageFacts gives the facts of the image a container is being
@@ -121,6 +207,12 @@ func (c *Containerd) ImageFacts(ctx context.Context, name string) (digest.Digest
 // the named image's — a tag moved between resolution and creation, or a
 // CRI client pairing an image ID with another reference — the image with
 // that chain ID is judged instead, so the verdict is about what will run.
+//
+// What can change is read from containerd on every call: the container's
+// snapshot (one Stat) and the image the name names now (one Get; a List
+// when it is not the container's image). What content-addressed data
+// determines (an image's config digest, a config's chain ID) comes from a
+// memo that Learn fills as images arrive, so a decision reads no content.
 func (c *Containerd) ContainerImageFacts(ctx context.Context, containerID, name string) (digest.Digest, digest.Digest, error) {
 	parent, err := c.snapshotParent(ctx, containerID)
 	if err != nil {
@@ -143,20 +235,25 @@ func (c *Containerd) ContainerImageFacts(ctx context.Context, containerID, name 
 	}
 	seen := map[digest.Digest]bool{}
 	for _, img := range imgs {
-		icfg, err := images.Config(ctx, cl.ContentStore(), img.Target, platforms.Default())
-		if err != nil || seen[icfg.Digest] {
+		icfg, err := c.imageConfig(ctx, cl, img.Target)
+		if err != nil || seen[icfg] {
 			continue
 		}
-		seen[icfg.Digest] = true
-		if chain, err := c.chainID(ctx, icfg.Digest); err == nil && chain == parent {
-			return "", icfg.Digest, nil
+		seen[icfg] = true
+		if chain, err := c.chainID(ctx, icfg); err == nil && chain == parent {
+			return "", icfg, nil
 		}
 	}
 	return "", "", fmt.Errorf("the container's root filesystem (layers %s) is not that of image %s, and matches no image in containerd's store", parent, name)
 }
 
-// chainID is the chain ID of an image's layers, from its config.
+// chainID is the chain ID of an image's layers, from its config (memoised).
 func (c *Containerd) chainID(ctx context.Context, config digest.Digest) (string, error) {
+	if f := c.facts.Load(); f != nil {
+		if chain, ok := f.chains[config]; ok {
+			return chain, nil
+		}
+	}
 	b, err := c.ReadBlob(ctx, config)
 	if err != nil {
 		return "", err
@@ -168,32 +265,58 @@ func (c *Containerd) chainID(ctx context.Context, config digest.Digest) (string,
 	if err := json.Unmarshal(b, &img); err != nil {
 		return "", err
 	}
-	return identity.ChainID(img.RootFS.DiffIDs).String(), nil
+	chain := identity.ChainID(img.RootFS.DiffIDs).String()
+	c.remember("", config, chain)
+	return chain, nil
 }
 
 // snapshotParent finds the container's root filesystem snapshot (keyed by
-// the container ID) in any snapshotter and returns its parent.
+// the container ID) in any snapshotter and returns its parent. It asks the
+// snapshotter that held the last container's snapshot first, then the
+// others in containerd's order; the list of snapshotters is read once per
+// connection.
 func (c *Containerd) snapshotParent(ctx context.Context, key string) (string, error) {
 	cl, err := c.get(ctx)
 	if err != nil {
 		return "", err
 	}
 	ctx = namespaces.WithNamespace(ctx, c.Namespace)
-	resp, err := cl.IntrospectionService().Plugins(ctx, `type=="io.containerd.snapshotter.v1"`)
+	names, err := c.snapshotterNames(ctx, cl)
 	if err != nil {
 		return "", err
 	}
-	for _, p := range resp.Plugins {
-		if p.InitErr != nil {
-			continue
-		}
-		info, err := cl.SnapshotService(p.ID).Stat(ctx, key)
+	if last := c.lastSnapshotter.Load(); last != nil {
+		names = append([]string{*last}, slices.DeleteFunc(slices.Clone(names), func(n string) bool { return n == *last })...)
+	}
+	for _, name := range names {
+		info, err := cl.SnapshotService(name).Stat(ctx, key)
 		if err == nil {
+			c.lastSnapshotter.Store(&name)
 			if info.Parent == "" {
 				return "", fmt.Errorf("snapshot %s has no parent image", key)
 			}
 			return info.Parent, nil
 		}
 	}
+	c.snapshotters.Store(nil) // read the list again next time
 	return "", fmt.Errorf("no snapshot %s in any snapshotter", key)
+}
+
+// snapshotterNames lists the snapshotters that initialised.
+func (c *Containerd) snapshotterNames(ctx context.Context, cl *containerd.Client) ([]string, error) {
+	if names := c.snapshotters.Load(); names != nil {
+		return *names, nil
+	}
+	resp, err := cl.IntrospectionService().Plugins(ctx, `type=="io.containerd.snapshotter.v1"`)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, p := range resp.Plugins {
+		if p.InitErr == nil {
+			names = append(names, p.ID)
+		}
+	}
+	c.snapshotters.Store(&names)
+	return names, nil
 }

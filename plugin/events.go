@@ -7,9 +7,7 @@ import (
 	"time"
 
 	apievents "github.com/containerd/containerd/api/events"
-	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
-	"github.com/containerd/platforms"
 	"github.com/containerd/typeurl/v2"
 
 	"github.com/trustd/trustd/verify"
@@ -50,6 +48,7 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 		sctx, cancel := context.WithCancel(ctx)
 		ch, errs := cl.Subscribe(sctx, `namespace=="`+w.Ctrd.Namespace+`",topic~="^/images/(create|update)$"`)
 		w.Log.Info("watching containerd image events", "namespace", w.Ctrd.Namespace)
+		w.learnAll(ctx)
 	loop:
 		for {
 			select {
@@ -83,6 +82,25 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 	}
 }
 
+// learnAll has the facts of every image in the store computed now (see
+// Containerd.Learn), so that no container decision has to read content.
+func (w *ImageWatcher) learnAll(ctx context.Context) {
+	cl, err := w.Ctrd.Client(ctx)
+	if err != nil {
+		return
+	}
+	imgs, err := cl.ImageService().List(namespaces.WithNamespace(ctx, w.Ctrd.Namespace))
+	if err != nil {
+		w.Log.Debug("listing containerd's images", "error", err.Error())
+		return
+	}
+	for _, img := range imgs {
+		if _, err := w.Ctrd.Learn(ctx, img.Target); err != nil {
+			w.Log.Debug("image facts", "image", img.Name, "error", err.Error())
+		}
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return "closed"
@@ -112,13 +130,14 @@ func (w *ImageWatcher) judge(ctx context.Context, name string, labels map[string
 	if err != nil {
 		return
 	}
+	cfg, err := w.Ctrd.Learn(ctx, img.Target) // for the containers made from it
+	if err != nil {
+		w.Log.Debug("image facts", "image", name, "error", err.Error())
+	}
 	if img.Labels[LabelDigest] == string(img.Target.Digest) && img.Labels[LabelVerdict] != "" {
 		return
 	}
-	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.Target.Digest}
-	if cfg, err := images.Config(ctx, cl.ContentStore(), img.Target, platforms.Default()); err == nil {
-		f.ConfigDigest = cfg.Digest
-	}
+	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.Target.Digest, ConfigDigest: cfg}
 	d := w.Engine.Decide(ctx, f, Context{Via: "image-event"})
 	verdict := "denied"
 	switch {

@@ -170,6 +170,15 @@ func cmdRun(args []string, stderr io.Writer) (int, error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	log := daemonLogger(stderr)
+	stopProfiling, err := startProfiling()
+	defer func() {
+		if err := stopProfiling(); err != nil {
+			log.Error("writing profiles", "error", err.Error())
+		}
+	}()
+	if err != nil {
+		return exitUsage, err
+	}
 	d := &plugin.Daemon{ConfigPath: *cfg, Log: log, ContainerdConfig: *ctrdCfg, Metrics: plugin.NewMetrics()}
 	if err := d.Run(ctx); err != nil {
 		log.Error("trustd failed", "error", err.Error())

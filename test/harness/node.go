@@ -151,6 +151,9 @@ func (n *Node) checkRelease() error {
 	return errors.Join(errs...)
 }
 
+// Pid is containerd's process ID (it changes when Restart starts a new one).
+func (n *Node) Pid() int { return n.proc.cmd.Process.Pid }
+
 // LogTail returns the last lines of containerd's log.
 func (n *Node) LogTail(lines int) string { return tailFile(n.LogPath, lines) }
 

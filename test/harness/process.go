@@ -248,3 +248,31 @@ func removeCgroups(parent string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// ProcessCPU is the CPU time the process pid has used so far, all its
+// threads together, in nanoseconds as the scheduler counts it (the first
+// field of /proc/<pid>/task/<tid>/schedstat): finer than the clock ticks of
+// /proc/<pid>/stat. Threads that have exited no longer count.
+func ProcessCPU(pid int) (time.Duration, error) {
+	tasks, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	if err != nil {
+		return 0, err
+	}
+	if len(tasks) == 0 {
+		return 0, fmt.Errorf("process %d: no schedstat (not running, or no scheduler statistics in this kernel)", pid)
+	}
+	var total time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue // the thread exited meanwhile
+		}
+		field, _, _ := strings.Cut(string(b), " ")
+		ns, err := strconv.ParseInt(field, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", t, err)
+		}
+		total += time.Duration(ns)
+	}
+	return total, nil
+}
