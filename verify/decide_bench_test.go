@@ -128,10 +128,10 @@ func BenchmarkDecideParts(b *testing.B) {
 	// Typed sinks: storing a result in an interface would allocate, and
 	// that would be counted against the step.
 	var (
-		refSink     policy.Ref
-		ruleSink    *policy.Rule
-		rulesSink   []*policy.Rule
-		stringSink  string
+		refSink    policy.Ref
+		ruleSink   *policy.Rule
+		rulesSink  []*policy.Rule
+		stringSink string
 	)
 	for _, c := range []struct {
 		name string

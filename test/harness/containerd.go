@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"net"
 	"os"
@@ -48,6 +49,12 @@ type Options struct {
 	// required plugin: with no trustd connected, every container creation is
 	// rejected (`required plugin "trustd" not present`).
 	RequireTrustd bool
+
+	// RequirePlugin, when set, turns on NRI's default validator with this
+	// plugin (instead of trustd) as the required one: e.g. a do-nothing
+	// validator (Node.NoopValidator), to measure what NRI validation
+	// itself costs.
+	RequirePlugin string
 
 	// VerifierBinDir is the image verifier's bin_dir; every executable there
 	// judges each pull. Empty: an empty directory of the node's, so no
@@ -126,7 +133,7 @@ func StartContainerd(t TB, opts Options) *Node {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	if opts.RequireTrustd && !release.NRIValidation {
+	if (opts.RequireTrustd || opts.RequirePlugin != "") && !release.NRIValidation {
 		t.Fatalf("containerd %s has no NRI validation (default_validator, required_plugins): RequireTrustd needs 2.2 or later", release)
 	}
 	// Unix socket paths are limited to 108 bytes: keep the directory short
@@ -302,8 +309,8 @@ func (n *Node) config() ([]byte, error) {
 		Node:          n,
 		Release:       n.Release,
 		LogLevel:      "info",
-		RequireTrustd: n.opts.RequireTrustd,
-		PluginName:    NRIPluginName,
+		RequireTrustd: n.opts.RequireTrustd || n.opts.RequirePlugin != "",
+		PluginName:    cmp.Or(n.opts.RequirePlugin, NRIPluginName),
 		SandboxImage:  SandboxImage,
 		Runc:          n.tools.Runc,
 		RuncRoot:      n.runcDir,

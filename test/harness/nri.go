@@ -56,22 +56,7 @@ type NRIObserver struct {
 func (n *Node) ObserveNRI(t TB) *NRIObserver {
 	t.Helper()
 	o := &NRIObserver{changed: make(chan struct{})}
-	var err error
-	o.stub, err = stub.New(o,
-		stub.WithPluginName("trustd-e2e-observer"),
-		stub.WithPluginIdx("90"),
-		stub.WithSocketPath(n.NRISocket),
-		stub.WithLogger(quietNRILog{}),
-	)
-	if err != nil {
-		t.Fatalf("NRI observer: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := o.stub.Start(ctx); err != nil {
-		t.Fatalf("NRI observer: connect to %s: %v", n.NRISocket, err)
-	}
-	t.Cleanup(o.stub.Stop)
+	o.stub = n.connectNRI(t, o, "trustd-e2e-observer", "90")
 	return o
 }
 
@@ -130,3 +115,42 @@ func (quietNRILog) Debugf(context.Context, string, ...any) {}
 func (quietNRILog) Infof(context.Context, string, ...any)  {}
 func (quietNRILog) Warnf(context.Context, string, ...any)  {}
 func (quietNRILog) Errorf(context.Context, string, ...any) {}
+
+// NoopValidator connects to the node's NRI socket a validator plugin named
+// name that allows every container and does nothing else: with
+// Options.RequirePlugin set to name, it is the floor of what NRI
+// validation costs a creation, whatever the plugin does. It is
+// disconnected on cleanup.
+func (n *Node) NoopValidator(t TB, name string) {
+	t.Helper()
+	n.connectNRI(t, noopValidator{}, name, "50")
+}
+
+// connectNRI connects plugin to the node's NRI socket under name and
+// index; it is disconnected on cleanup.
+func (n *Node) connectNRI(t TB, plugin any, name, idx string) stub.Stub {
+	t.Helper()
+	st, err := stub.New(plugin,
+		stub.WithPluginName(name),
+		stub.WithPluginIdx(idx),
+		stub.WithSocketPath(n.NRISocket),
+		stub.WithLogger(quietNRILog{}),
+	)
+	if err != nil {
+		t.Fatalf("NRI plugin %s: %v", name, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := st.Start(ctx); err != nil {
+		t.Fatalf("NRI plugin %s: connect to %s: %v", name, n.NRISocket, err)
+	}
+	t.Cleanup(st.Stop)
+	return st
+}
+
+type noopValidator struct{}
+
+// ValidateContainerAdjustment allows every container.
+func (noopValidator) ValidateContainerAdjustment(context.Context, *api.ValidateContainerAdjustmentRequest) error {
+	return nil
+}
