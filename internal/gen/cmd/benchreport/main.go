@@ -149,8 +149,8 @@ var figures = []figure{
 	{what: "  the trustd binary as trustd-verifier (the former symlink), added, same run", bench: "BenchmarkVerifierExec/daemon/tuf-100k", metric: "link-added-ms", unit: "ms", scale: 1},
 	{what: "  `trustd help` exec (binary start-up alone), same run", bench: "BenchmarkVerifierExec/daemon/tuf-100k", metric: "trustd-help-ms", unit: "ms", scale: 1},
 	{what: "  policy.Parse of the 50-rule policy (the trustd binary does it per pull; the daemon once per policy file)", bench: "BenchmarkParseGenerated", metric: "ns/op", unit: "ms", scale: 1e-6},
-	{what: "added per pull, no daemon (trustd-verifier execs trustd: cache load), TUF 100k", bench: "BenchmarkVerifierExec/no-daemon/tuf-100k", metric: "added-ms", max: 5, unit: "ms", scale: 1},
-	{what: "added per pull, no daemon (trustd-verifier execs trustd: cache load), Notary 100k", bench: "BenchmarkVerifierExec/no-daemon/notary-100k", metric: "added-ms", max: 5, unit: "ms", scale: 1},
+	{what: "added per pull, no daemon (trustd-verifier execs trustd: cache load), TUF 100k", bench: "BenchmarkVerifierExec/no-daemon/tuf-100k", metric: "added-ms", unit: "ms", scale: 1, note: "the fallback while the daemon is down: a cold start per pull"},
+	{what: "added per pull, no daemon (trustd-verifier execs trustd: cache load), Notary 100k", bench: "BenchmarkVerifierExec/no-daemon/notary-100k", metric: "added-ms", unit: "ms", scale: 1, note: "the fallback while the daemon is down: a cold start per pull"},
 	{what: "  verifier peak RSS, no daemon, Notary 100k", bench: "BenchmarkVerifierExec/no-daemon/notary-100k", metric: "verifier-maxrss-MiB", unit: "MiB", scale: 1},
 
 	{section: "Cold start to READY (policy + cache.Open + LoadIndex; no containerd)"},
