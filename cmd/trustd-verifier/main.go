@@ -27,11 +27,13 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -117,6 +119,11 @@ func run(args []string) int {
 		}
 	}
 	code, out, err := c.relay(call)
+	if errors.Is(err, errNotServed) {
+		// An older daemon (before an upgrade's restart): trustd decides
+		// from the cache, given the standard input already read.
+		return child(args, p, call.stdin, err.Error())
+	}
 	if err != nil {
 		return deny(p, err.Error())
 	}
@@ -143,6 +150,26 @@ func fallback(args []string, p pull, why string) int {
 	if err == nil {
 		err = syscall.Exec(bin, append([]string{bin, name}, args...), os.Environ())
 		err = fmt.Errorf("exec %s: %w", bin, err)
+	}
+	return deny(p, why+"; and the trustd binary cannot decide instead: "+err.Error())
+}
+
+// child runs `trustd trustd-verifier ARGS...` with stdin as its standard
+// input and passes on its answer: fallback, once standard input is read.
+func child(args []string, p pull, stdin []byte, why string) int {
+	bin, err := trustdBinary()
+	if err != nil {
+		return deny(p, why+"; and the trustd binary cannot decide instead: "+err.Error())
+	}
+	cmd := exec.Command(bin, append([]string{name}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = bytes.NewReader(stdin), os.Stdout, os.Stderr
+	err = cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit) && exit.ExitCode() > 0:
+		return exit.ExitCode()
 	}
 	return deny(p, why+"; and the trustd binary cannot decide instead: "+err.Error())
 }

@@ -321,10 +321,6 @@ func TestRelayFailsClosed(t *testing.T) {
 			readRequest(c)
 			io.WriteString(c, "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nboom\n")
 		}, "HTTP 500: boom"},
-		{"older daemon", func(c net.Conn) {
-			readRequest(c)
-			io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\n404 page not found\n")
-		}, "HTTP 404"},
 		{"connection dropped", readRequest, "truncated answer"},
 		{"no answer", func(c net.Conn) {
 			io.Copy(io.Discard, c) // until the verifier gives up
@@ -347,6 +343,52 @@ func TestRelayFailsClosed(t *testing.T) {
 			r := n.gate(t, n.verifier(), args, stdin)
 			if r.code != 1 || !strings.Contains(r.stdout, "trustd: denied "+signedRef) || !strings.Contains(r.stdout, "could not decide: control socket "+n.socket) || !strings.Contains(r.stdout, tc.want) {
 				t.Fatalf("%+v, want %q", r, tc.want)
+			}
+		})
+	}
+}
+
+// TestRelayOlderDaemon: a daemon that does not serve the relay (an older
+// trustd still running after an upgrade) answers 404; the verifier then
+// has trustd decide from the cache, the standard input it already read
+// passed on, and fails closed if it cannot.
+func TestRelayOlderDaemon(t *testing.T) {
+	n := newNode(t)
+	args := pullArgs(signedRef, n.signed)
+	stdin := descriptor(n.signed)
+	want := n.gate(t, n.trustd(), args, stdin)
+	if want.code != 0 {
+		t.Fatalf("trustd itself: %+v", want)
+	}
+	for _, tc := range []struct {
+		name string
+		env  []string
+		ok   bool
+	}{
+		{"trustd decides", []string{"TRUSTD_BIN=" + n.trustd()}, true},
+		{"no trustd binary", []string{noTrustd(n)}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("unix", n.socket)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				readRequest(c)
+				io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\n404 page not found\n")
+			}()
+			r := n.gate(t, n.verifier(), args, stdin, tc.env...)
+			switch {
+			case tc.ok && r != want:
+				t.Fatalf("got %+v, trustd says %+v", r, want)
+			case !tc.ok && (r.code != 1 || !strings.Contains(r.stdout, "HTTP 404") || !strings.Contains(r.stdout, "cannot decide instead")):
+				t.Fatalf("%+v", r)
 			}
 		})
 	}

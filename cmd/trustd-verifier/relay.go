@@ -232,6 +232,9 @@ func parseResponse(resp []byte) (int, []byte, error) {
 		}
 		body = body[:length]
 	}
+	if status == "404" {
+		return 0, nil, fmt.Errorf("%w: HTTP 404: %s", errNotServed, bytes.TrimSpace(body))
+	}
 	if status != "200" {
 		return 0, nil, fmt.Errorf("HTTP %s: %s", status, bytes.TrimSpace(body))
 	}
@@ -243,3 +246,7 @@ func parseResponse(resp []byte) (int, []byte, error) {
 	}
 	return 0, nil, fmt.Errorf("answer without a valid Trustd-Exit header (%q): is the daemon older than this verifier?", code)
 }
+
+// errNotServed means the daemon does not serve the relay: an older trustd
+// still running after an upgrade installed this verifier.
+var errNotServed = errors.New("the daemon does not relay pulls")
