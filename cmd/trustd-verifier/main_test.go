@@ -284,6 +284,24 @@ func inlineDaemon(t *testing.T, policy string) string {
 	return head + "daemon = { " + strings.Join(fields, ", ") + " }\n[[source]]" + rest
 }
 
+// serveOnce listens on the node's control socket for the test's duration
+// and answers the first connection with answer.
+func (n *node) serveOnce(t *testing.T, answer func(net.Conn)) {
+	ln, err := net.Listen("unix", n.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		answer(c)
+	}()
+}
+
 // readRequest reads one HTTP request from c, body included.
 func readRequest(c net.Conn) {
 	if r, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
@@ -327,19 +345,7 @@ func TestRelayFailsClosed(t *testing.T) {
 		}, "timed out"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("unix", n.socket)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
-				tc.answer(c)
-			}()
+			n.serveOnce(t, tc.answer)
 			r := n.gate(t, n.verifier(), args, stdin)
 			if r.code != 1 || !strings.Contains(r.stdout, "trustd: denied "+signedRef) || !strings.Contains(r.stdout, "could not decide: control socket "+n.socket) || !strings.Contains(r.stdout, tc.want) {
 				t.Fatalf("%+v, want %q", r, tc.want)
@@ -369,20 +375,10 @@ func TestRelayOlderDaemon(t *testing.T) {
 		{"no trustd binary", []string{noTrustd(n)}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ln, err := net.Listen("unix", n.socket)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
-			go func() {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				defer c.Close()
+			n.serveOnce(t, func(c net.Conn) {
 				readRequest(c)
 				io.WriteString(c, "HTTP/1.1 404 Not Found\r\nContent-Length: 19\r\n\r\n404 page not found\n")
-			}()
+			})
 			r := n.gate(t, n.verifier(), args, stdin, tc.env...)
 			switch {
 			case tc.ok && r != want:
