@@ -148,12 +148,14 @@ func readDerived(path, key string) (*derivedIndex, error) {
 	return d, nil
 }
 
+// writeDerived writes d to path. Stale temporary files of path are the
+// caller's to remove (RemoveStaleTemps, or RemoveStaleTempsIn for a
+// directory of many repositories).
 func writeDerived(path string, d *derivedIndex) error {
 	b, err := encodeDerived(d)
 	if err != nil {
 		return err
 	}
-	RemoveStaleTemps(path)
 	return WriteFileAtomic(path, b, 0o600)
 }
 

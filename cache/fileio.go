@@ -12,7 +12,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // WriteFileAtomic replaces path with data: temp file in the same
@@ -59,6 +61,38 @@ func RemoveStaleTemps(path string) {
 		os.Remove(m)
 	}
 }
+
+// RemoveStaleTempsIn removes, in one pass over dir, the temporary files
+// that interrupted WriteFileAtomic calls left there: those older than
+// staleTempAge, so that a write in flight (a write takes milliseconds) is
+// never disturbed, whoever makes it. It is for directories of many files,
+// where RemoveStaleTemps per write would read the directory once per file.
+func RemoveStaleTempsIn(dir string) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	for {
+		names, err := d.Readdirnames(1024)
+		for _, n := range names {
+			if !strings.HasPrefix(n, ".") || !strings.Contains(n, ".tmp-") {
+				continue
+			}
+			p := filepath.Join(dir, n)
+			if fi, err := os.Lstat(p); err == nil && time.Since(fi.ModTime()) > staleTempAge {
+				os.Remove(p)
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// staleTempAge is how old a temporary file must be for RemoveStaleTempsIn
+// to take it for the leftover of a crash.
+const staleTempAge = time.Minute
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -375,6 +375,11 @@ func (s *NotarySource) moveAside(gun string) string {
 // Sync refreshes every repository to keep in sync, a few at a time. A
 // repository that fails keeps its cached data; the error names it.
 func (s *NotarySource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
+	// Temporary files of interrupted writes, of every repository in one
+	// pass over the directory (per write, that pass would make a round
+	// over N repositories cost N² directory entries), before any write of
+	// this round starts; rounds run under the cache lock.
+	RemoveStaleTempsIn(filepath.Join(s.Dir, "notary"))
 	guns := s.gunsToSync()
 	type outcome struct {
 		gun     string
@@ -663,6 +668,5 @@ func (s *NotarySource) writeBundle(b *NotaryBundle) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	RemoveStaleTemps(p) // one writer per GUN (SyncRepo's lock)
 	return data, WriteFileAtomic(p, data, 0o600)
 }

@@ -102,8 +102,15 @@ func (s *TUFSource) Load() (*verify.SourceIndex, error) {
 		return nil, fmt.Errorf("cached trust data of source %q failed verification (%s): %w", s.Name, aside, err)
 	}
 	d := s.derive(tm, b.Verified, derivedKey(raw, s.Root), nil)
-	_ = writeDerived(s.derivedPath(), d)
+	_ = s.writeDerived(d)
 	return s.indexOf(d), nil
+}
+
+// writeDerived writes the derived index (removing the temporary files of
+// an interrupted write first).
+func (s *TUFSource) writeDerived(d *derivedIndex) error {
+	RemoveStaleTemps(s.derivedPath())
+	return writeDerived(s.derivedPath(), d)
 }
 
 func (s *TUFSource) derivedPath() string { return s.bundlePath() + ".index" }
@@ -447,7 +454,7 @@ func (s *TUFSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error
 		// A derived index missing or stale (written by another version)
 		// beside an unchanged bundle is written again too: else every
 		// refresh would verify the whole bundle again.
-		_ = writeDerived(s.derivedPath(), d)
+		_ = s.writeDerived(d)
 	}
 	s.writeRootCheck(d.Key, now)
 	res.Index = s.indexOf(d)
