@@ -7,4 +7,4 @@ import (
 
 // NewDefaultTransport is the transport of the default HTTP client, with
 // the given roots, for benchmarks against a test server.
-func NewDefaultTransport(roots *x509.CertPool) *http.Transport { return newTransport(roots) }
+func NewDefaultTransport(roots *x509.CertPool) http.RoundTripper { return newTransport(roots) }

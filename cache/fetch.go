@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"strings"
+	"sync"
 	"time"
 )
 
@@ -35,7 +38,7 @@ var defaultClient = &http.Client{Transport: newTransport(nil)}
 // newTransport returns the transport of defaultClient, trusting roots (nil:
 // the system's roots).
 //
-// Key exchange: X25519 and P-256 only, not Go's default hybrid
+// Key exchange: X25519 and P-256 first, not Go's default hybrid
 // post-quantum X25519MLKEM768, whose key shares (~1.2 KB each way) more
 // than double the bytes of a new connection (~4 KB instead of ~1.7 KB),
 // for a refresh that is otherwise one small timestamp request (issue 7).
@@ -44,20 +47,55 @@ var defaultClient = &http.Client{Transport: newTransport(nil)}
 // token that expires in minutes, so recording the traffic today to break
 // its key exchange later gains nothing. crypto/tls ignores the order of
 // CurvePreferences and puts a post-quantum group first whenever one is
-// allowed (and a Go server picks it even without a key share, through a
-// HelloRetryRequest), so "X25519 first, ML-KEM if the server insists"
-// cannot be expressed: a server that accepts only post-quantum groups
-// fails the handshake. See docs/SECURITY.md.
-func newTransport(roots *x509.CertPool) *http.Transport {
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.MaxIdleConnsPerHost = 16
-	t.IdleConnTimeout = 10 * time.Minute
-	t.TLSClientConfig = &tls.Config{
+// allowed, so "X25519 first, ML-KEM if the server insists" cannot be said
+// in one configuration: a server that refuses the classical groups (a
+// handshake failure) is retried with Go's defaults, and that host keeps
+// them. See docs/SECURITY.md.
+func newTransport(roots *x509.CertPool) http.RoundTripper {
+	base := http.DefaultTransport.(*http.Transport).Clone()
+	base.MaxIdleConnsPerHost = 16
+	base.IdleConnTimeout = 10 * time.Minute
+	classic, pq := base.Clone(), base.Clone()
+	classic.TLSClientConfig = &tls.Config{
 		RootCAs:            roots,
 		ClientSessionCache: tls.NewLRUClientSessionCache(64),
 		CurvePreferences:   []tls.CurveID{tls.X25519, tls.CurveP256},
 	}
-	return t
+	pq.TLSClientConfig = &tls.Config{RootCAs: roots, ClientSessionCache: tls.NewLRUClientSessionCache(64)}
+	return &keyExchangeFallback{classic: classic, pq: pq}
+}
+
+// keyExchangeFallback sends requests over classic, and over pq to the hosts
+// that refused classic's key exchange.
+type keyExchangeFallback struct {
+	classic, pq *http.Transport
+	pqHosts     sync.Map // host:port -> true
+}
+
+func (t *keyExchangeFallback) RoundTrip(req *http.Request) (*http.Response, error) {
+	if _, ok := t.pqHosts.Load(req.URL.Host); ok {
+		return t.pq.RoundTrip(req)
+	}
+	resp, err := t.classic.RoundTrip(req)
+	if err == nil || req.URL.Scheme != "https" || req.Body != nil && req.Body != http.NoBody || !refusedHandshake(err) {
+		return resp, err
+	}
+	t.pqHosts.Store(req.URL.Host, true)
+	return t.pq.RoundTrip(req)
+}
+
+// refusedHandshake reports whether err is the server's handshake_failure
+// alert: what a server that shares no key exchange group with the client
+// answers.
+func refusedHandshake(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error" && strings.Contains(op.Err.Error(), "handshake failure")
+}
+
+// CloseIdleConnections closes both transports' idle connections.
+func (t *keyExchangeFallback) CloseIdleConnections() {
+	t.classic.CloseIdleConnections()
+	t.pq.CloseIdleConnections()
 }
 
 // HTTPFetcher fetches over HTTP(S) with a per-request deadline and a size

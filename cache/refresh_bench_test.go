@@ -81,12 +81,12 @@ func BenchmarkRefreshUnchanged(b *testing.B) {
 				ns.Fetcher = &cache.HTTPFetcher{Client: client}
 			}
 			if tls >= 2 {
-				cfg := client.Transport.(*http.Transport).TLSClientConfig
 				if tls < 4 {
+					cfg := client.Transport.(*http.Transport).TLSClientConfig
 					cfg.ClientSessionCache = cryptotls.NewLRUClientSessionCache(64)
-				}
-				if tls == 3 {
-					cfg.CurvePreferences = []cryptotls.CurveID{cryptotls.X25519}
+					if tls == 3 {
+						cfg.CurvePreferences = []cryptotls.CurveID{cryptotls.X25519}
+					}
 				}
 				if _, err := ns.SyncRepo(ctx, gun, time.Now()); err != nil { // a first session
 					b.Fatal(err)
