@@ -166,11 +166,19 @@ func (p *NRIPlugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ct
 	c := Context{Pod: pod.GetName(), Container: ctr.GetName(), Via: via}
 	f, err := p.ContainerFacts(ctx, pod, ctr)
 	if err != nil {
-		d := verify.Decision{Image: f.Image, Requested: f.Image, Namespace: f.Namespace, Signers: []string{}, Reason: "could not gather the image's facts: " + err.Error()}
-		p.Engine.log(f, d, c, 0)
-		return d.Err()
+		return p.factsError(f, c, err)
 	}
 	return p.Engine.Decide(ctx, f, c).Err()
+}
+
+// factsError denies a container whose facts could not be gathered. (Out
+// of line: decideContainer's frame stays small; see verify.Decide.)
+//
+//go:noinline
+func (p *NRIPlugin) factsError(f verify.Facts, c Context, err error) error {
+	d := verify.Decision{Image: f.Image, Requested: f.Image, Namespace: f.Namespace, Signers: []string{}, Reason: "could not gather the image's facts: " + err.Error()}
+	p.Engine.log(f, d, c, 0)
+	return d.Err()
 }
 
 // Synchronize implements NRI's synchronisation at (re)connection.

@@ -172,6 +172,9 @@ func (d Decision) Err() error {
 // for concurrent use on shared immutable inputs. A nil policy or index
 // denies.
 func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
+	// The decision is built in place through pointers: the frames stay
+	// small, so that a fresh goroutine (each NRI request runs in one)
+	// does not have to grow and copy its stack to decide.
 	d := Decision{Requested: f.Image, Image: f.Image, Digest: f.Digest, ConfigDigest: f.ConfigDigest, Signers: []string{}}
 	if f.Subject == SubjectContainer {
 		d.Namespace = f.Namespace
@@ -183,7 +186,8 @@ func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
 	ref, err := policy.ParseRef(f.Image)
 	if err != nil {
 		d.Reason = err.Error()
-		return globalMode(p, d)
+		applyMode(&d, p.Mode)
+		return d
 	}
 	repo := p.Origin(ref.Repo)
 	ref.Repo = repo
@@ -195,46 +199,55 @@ func Decide(p *policy.Policy, ix *Index, f Facts, now time.Time) Decision {
 	if f.Subject == SubjectContainer {
 		r := p.Match(repo, f.Namespace)
 		if r == nil {
-			d.Reason = fmt.Sprintf("no policy rule matches %s in namespace %s", repo, f.Namespace)
-			return globalMode(p, d)
+			noRule(&d, repo, f.Namespace, true)
+			applyMode(&d, p.Mode)
+			return d
 		}
-		return decideRule(p, r, ix, ref, f, d, now)
+		decideRule(p, r, ix, &ref, &f, &d, now)
+		return d
 	}
 	cands := p.Candidates(repo)
 	if len(cands) == 0 {
-		d.Reason = fmt.Sprintf("no policy rule matches %s", repo)
-		return globalMode(p, d)
+		noRule(&d, repo, "", false)
+		applyMode(&d, p.Mode)
+		return d
 	}
-	var first Decision
+	base := d
 	for i, r := range cands {
-		v := decideRule(p, r, ix, ref, f, d, now)
+		v := base
+		decideRule(p, r, ix, &ref, &f, &v, now)
 		if v.Allowed {
 			return v
 		}
 		if i == 0 {
-			first = v
+			d = v
 		}
 	}
-	return first
+	return d
 }
 
-func decideRule(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts, d Decision, now time.Time) Decision {
+// noRule says that no rule matches (in namespace ns, for a container).
+//
+//go:noinline
+func noRule(d *Decision, repo, ns string, container bool) {
+	if container {
+		d.Reason = fmt.Sprintf("no policy rule matches %s in namespace %s", repo, ns)
+		return
+	}
+	d.Reason = fmt.Sprintf("no policy rule matches %s", repo)
+}
+
+func decideRule(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Facts, d *Decision, now time.Time) {
 	d.Rule = r.String()
-	d = judge(p, r, ix, ref, f, d, now)
-	return applyMode(d, r.EffectiveMode(p.Mode))
-}
-
-// globalMode applies the policy's own mode to a denial no rule decided
-// (no rule matches, or the reference is invalid).
-func globalMode(p *policy.Policy, d Decision) Decision {
-	return applyMode(d, p.Mode)
+	judge(p, r, ix, ref, f, d, now)
+	applyMode(d, r.EffectiveMode(p.Mode))
 }
 
 // applyMode turns a denial into an allowed would-be denial in audit mode,
 // and into an allowed decision that says so in off mode.
-func applyMode(d Decision, m policy.Mode) Decision {
+func applyMode(d *Decision, m policy.Mode) {
 	if d.Allowed {
-		return d
+		return
 	}
 	switch m {
 	case policy.ModeAudit:
@@ -243,60 +256,32 @@ func applyMode(d Decision, m policy.Mode) Decision {
 		d.Allowed = true
 		d.Reason = "mode is off; would deny: " + d.Reason
 	}
-	return d
 }
 
-func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts, d Decision, now time.Time) Decision {
+func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Facts, d *Decision, now time.Time) {
 	switch r.Action {
 	case policy.ActionAllow:
 		d.Allowed = true
 		d.Reason = "allowed without signature check by the rule"
-		return d
-	case policy.ActionDeny:
-		d.Reason = fmt.Sprintf("the rule denies %s", ref.Repo)
-		return d
+		return
 	case policy.ActionVerify:
 	default:
-		d.Reason = fmt.Sprintf("unknown rule action %q", r.Action)
-		return d
+		ruleDenies(d, r, ref.Repo)
+		return
 	}
 	d.Source = r.Source
 	si := ix.Source(r.Source)
-	if si == nil {
-		d.Reason = fmt.Sprintf("no trust data from source %q has been loaded", r.Source)
-		return d
-	}
-	if si.Err != nil {
-		d.Reason = fmt.Sprintf("no verified trust data: %v", si.Err)
-		return d
+	if si == nil || si.Err != nil {
+		noTrustData(d, si, r.Source)
+		return
 	}
 	rt, ok := si.Lookup(ref.Repo)
 	if !ok || rt.NumTags() == 0 {
-		d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", ref.Repo, r.Source)
-		return d
+		notSigned(d, ref.Repo, r.Source)
+		return
 	}
-	if exp := rt.Expires(); !exp.IsZero() && now.After(exp) {
-		d.Reason = fmt.Sprintf("trust data for %s expired at %s (role %s); refusing expired trust data", ref.Repo, exp.UTC().Format(time.RFC3339), rt.ExpiresRole())
-		return d
-	}
-	if fresh := rt.FreshUntil(); !fresh.IsZero() && now.After(fresh) {
-		grace := p.Daemon.OfflineGrace
-		if src := p.Source(r.Source); src != nil && src.OfflineGrace != nil {
-			grace = *src.OfflineGrace
-		}
-		exp := fmt.Sprintf("the %s of %s's trust data expired at %s", rt.FreshRole(), ref.Repo, fresh.UTC().Format(time.RFC3339))
-		switch {
-		case grace <= 0:
-			d.Reason = exp + "; refusing expired trust data (offline_grace is 0)"
-			return d
-		case !si.Unreachable:
-			d.Reason = exp + fmt.Sprintf("; source %q is reachable, so offline grace does not apply: it must serve fresh data", r.Source)
-			return d
-		case now.After(fresh.Add(grace)):
-			d.Reason = exp + fmt.Sprintf("; the offline grace of %s ended at %s", grace, fresh.Add(grace).UTC().Format(time.RFC3339))
-			return d
-		}
-		d.Grace = fmt.Sprintf("on offline grace: %s, source %q unreachable since %s, grace ends %s", exp, r.Source, si.UnreachableSince.UTC().Format(time.RFC3339), fresh.Add(grace).UTC().Format(time.RFC3339))
+	if !fresh(p, r, si, rt, ref.Repo, d, now) {
+		return
 	}
 	signers := r.Signers
 	if len(signers) == 0 && si.Kind == "notary" {
@@ -311,26 +296,101 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 	if ref.Tag != "" {
 		tv, ok := rt.Tag(ref.Tag)
 		if !ok {
-			d.Reason = fmt.Sprintf("tag %q of %s is not signed", ref.Tag, ref.Repo)
-			return d
+			tagNotSigned(d, ref.Tag, ref.Repo)
+			return
 		}
 		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold)
 		if sd == "" {
 			d.Reason = why
-			return d
+			return
 		}
 		d.SignedDigest = sd
 		d.Signers = roles
 		one := [1]tagDigest{{ref.Tag, sd, roles}}
-		return match(d, ref, f, one[:])
+		match(d, ref, f, one[:])
+		return
 	}
 	// A reference by digest only must be signed under some tag. The tags
 	// signed as a digest the facts can match are found through the
 	// digest index; only when none matches (a denial) is every tag read,
 	// for the reason.
-	if v, ok := decideByDigest(rt, ref, f, d, signers, threshold); ok {
-		return v
+	if decideByDigest(rt, ref, f, d, signers, threshold) {
+		return
 	}
+	allTags(rt, ref, f, d, signers, threshold)
+}
+
+// ruleDenies is the denial of a deny rule (or of an unknown action).
+//
+//go:noinline
+func ruleDenies(d *Decision, r *policy.Rule, repo string) {
+	if r.Action == policy.ActionDeny {
+		d.Reason = fmt.Sprintf("the rule denies %s", repo)
+		return
+	}
+	d.Reason = fmt.Sprintf("unknown rule action %q", r.Action)
+}
+
+// noTrustData is the denial for a source without usable trust data.
+//
+//go:noinline
+func noTrustData(d *Decision, si *SourceIndex, source string) {
+	if si == nil {
+		d.Reason = fmt.Sprintf("no trust data from source %q has been loaded", source)
+		return
+	}
+	d.Reason = fmt.Sprintf("no verified trust data: %v", si.Err)
+}
+
+//go:noinline
+func notSigned(d *Decision, repo, source string) {
+	d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", repo, source)
+}
+
+//go:noinline
+func tagNotSigned(d *Decision, tag, repo string) {
+	d.Reason = fmt.Sprintf("tag %q of %s is not signed", tag, repo)
+}
+
+// fresh checks the expiry of the repository's trust data at now: false
+// (with the reason in d) when it has expired and offline grace does not
+// cover it; true otherwise, with d.Grace set when grace is in use.
+//
+//go:noinline
+func fresh(p *policy.Policy, r *policy.Rule, si *SourceIndex, rt RepoView, repo string, d *Decision, now time.Time) bool {
+	if exp := rt.Expires(); !exp.IsZero() && now.After(exp) {
+		d.Reason = fmt.Sprintf("trust data for %s expired at %s (role %s); refusing expired trust data", repo, exp.UTC().Format(time.RFC3339), rt.ExpiresRole())
+		return false
+	}
+	until := rt.FreshUntil()
+	if until.IsZero() || !now.After(until) {
+		return true
+	}
+	grace := p.Daemon.OfflineGrace
+	if src := p.Source(r.Source); src != nil && src.OfflineGrace != nil {
+		grace = *src.OfflineGrace
+	}
+	exp := fmt.Sprintf("the %s of %s's trust data expired at %s", rt.FreshRole(), repo, until.UTC().Format(time.RFC3339))
+	switch {
+	case grace <= 0:
+		d.Reason = exp + "; refusing expired trust data (offline_grace is 0)"
+		return false
+	case !si.Unreachable:
+		d.Reason = exp + fmt.Sprintf("; source %q is reachable, so offline grace does not apply: it must serve fresh data", r.Source)
+		return false
+	case now.After(until.Add(grace)):
+		d.Reason = exp + fmt.Sprintf("; the offline grace of %s ended at %s", grace, until.Add(grace).UTC().Format(time.RFC3339))
+		return false
+	}
+	d.Grace = fmt.Sprintf("on offline grace: %s, source %q unreachable since %s, grace ends %s", exp, r.Source, si.UnreachableSince.UTC().Format(time.RFC3339), until.Add(grace).UTC().Format(time.RFC3339))
+	return true
+}
+
+// allTags judges a reference without a tag against every tag the signer
+// rule accepts, in tag order: the way to the reason of a denial.
+//
+//go:noinline
+func allTags(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
 	var cands []tagDigest
 	for i := 0; i < rt.NumTags(); i++ {
 		tv := rt.TagAt(i)
@@ -340,18 +400,19 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref policy.Ref, f Facts,
 	}
 	if len(cands) == 0 {
 		d.Reason = fmt.Sprintf("no tag of %s is signed by %s", ref.Repo, describeSigners(signers, threshold))
-		return d
+		return
 	}
-	return match(d, ref, f, cands)
+	match(d, ref, f, cands)
 }
 
 // decideByDigest judges a reference without a tag from the tags signed as
 // a digest the facts could match: the requested digest, the image digest,
 // the config digest, or a signed digest whose content (Facts.Covers)
-// covers one of them. It returns ok only for an allowed decision, which is
-// then the one the full scan would reach: match takes the first candidate
-// in tag order, and tags outside this set match nothing.
-func decideByDigest(rt RepoView, ref policy.Ref, f Facts, d Decision, signers []string, threshold int) (Decision, bool) {
+// covers one of them. It reports true, with d decided, only for an allowed
+// decision, which is then the one the full scan would reach: match takes
+// the first candidate in tag order, and tags outside this set match
+// nothing. Otherwise d is left as it was.
+func decideByDigest(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) bool {
 	var wanted [3]digest.Digest
 	n := 0
 	for _, x := range []digest.Digest{ref.Digest, f.Digest, f.ConfigDigest} {
@@ -361,9 +422,9 @@ func decideByDigest(rt RepoView, ref policy.Ref, f Facts, d Decision, signers []
 		}
 	}
 	if n == 0 {
-		return d, false
+		return false
 	}
-	var buf [8]tagDigest
+	var buf [2]tagDigest // most digests are signed under a tag or two
 	cands := buf[:0]
 	seen := func(tag string) bool {
 		for _, c := range cands {
@@ -393,11 +454,15 @@ func decideByDigest(rt RepoView, ref policy.Ref, f Facts, d Decision, signers []
 		}
 	}
 	if len(cands) == 0 {
-		return d, false
+		return false
 	}
 	slices.SortFunc(cands, func(a, b tagDigest) int { return strings.Compare(a.tag, b.tag) })
-	v := match(d, ref, f, cands)
-	return v, v.Allowed
+	v := *d
+	match(&v, ref, f, cands)
+	if v.Allowed {
+		*d = v
+	}
+	return v.Allowed
 }
 
 // maxDigestCandidates bounds the tags one digest-only decision collects
@@ -416,20 +481,31 @@ type tagDigest struct {
 // distinct roles among signers must sign the same digest. With threshold
 // 1 it does not allocate unless the tag is not signed by those roles.
 func signedDigest(tv TagView, repo string, signers []string, threshold int) (digest.Digest, []string, string) {
-	tag := tv.Name()
-	if threshold <= 1 {
-		if len(signers) == 0 {
-			_, t := tv.Sig(0)
-			return t.Digest, tv.Signer(0), ""
-		}
-		for _, role := range signers {
-			if i := tv.Find(role); i >= 0 {
-				_, t := tv.Sig(i)
-				return t.Digest, tv.Signer(i), ""
-			}
-		}
-		return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s (signed only by %s)", tag, repo, describeSigners(signers, threshold), strings.Join(tv.Roles(), ", "))
+	if threshold > 1 {
+		return signedDigestThreshold(tv, repo, signers, threshold)
 	}
+	if len(signers) == 0 {
+		_, t := tv.Sig(0)
+		return t.Digest, tv.Signer(0), ""
+	}
+	for _, role := range signers {
+		if i := tv.Find(role); i >= 0 {
+			_, t := tv.Sig(i)
+			return t.Digest, tv.Signer(i), ""
+		}
+	}
+	return "", nil, notSignedBy(tv, repo, signers, threshold)
+}
+
+//go:noinline
+func notSignedBy(tv TagView, repo string, signers []string, threshold int) string {
+	return fmt.Sprintf("tag %q of %s is not signed by %s (signed only by %s)", tv.Name(), repo, describeSigners(signers, threshold), strings.Join(tv.Roles(), ", "))
+}
+
+// signedDigestThreshold is signedDigest with a threshold of 2 or more.
+//
+//go:noinline
+func signedDigestThreshold(tv TagView, repo string, signers []string, threshold int) (digest.Digest, []string, string) {
 	order := signers
 	if len(order) == 0 {
 		order = tv.Roles()
@@ -459,7 +535,7 @@ func signedDigest(tv TagView, repo string, signers []string, threshold int) (dig
 	if len(found) == 0 {
 		found = append(found, "no signature from those roles")
 	}
-	return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s with the same digest (found: %s)", tag, repo, describeSigners(signers, threshold), strings.Join(found, "; "))
+	return "", nil, fmt.Sprintf("tag %q of %s is not signed by %s with the same digest (found: %s)", tv.Name(), repo, describeSigners(signers, threshold), strings.Join(found, "; "))
 }
 
 func describeSigners(signers []string, threshold int) string {
@@ -489,19 +565,20 @@ func covers(f *Facts, sd, x digest.Digest) bool {
 	return false
 }
 
-// firstCovering returns the first candidate whose signed digest covers x.
-func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) (tagDigest, bool) {
-	for _, c := range cands {
-		if covers(f, c.dgst, x) {
-			return c, true
+// firstCovering returns the index of the first candidate whose signed
+// digest covers x, or -1.
+func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) int {
+	for i := range cands {
+		if covers(f, cands[i].dgst, x) {
+			return i
 		}
 	}
-	return tagDigest{}, false
+	return -1
 }
 
 // allow makes d an allowed decision resting on candidate c. The reason is
 // built with one allocation.
-func allow(d Decision, ref policy.Ref, c tagDigest, how string) Decision {
+func allow(d *Decision, ref *policy.Ref, c *tagDigest, how string) {
 	d.Allowed = true
 	d.SignedDigest = c.dgst
 	d.Signers = c.roles
@@ -515,36 +592,28 @@ func allow(d Decision, ref policy.Ref, c tagDigest, how string) Decision {
 		by = strings.Join(c.roles, ", ")
 	}
 	d.Reason = how + ": " + ref.Repo + ":" + c.tag + " is signed as " + string(c.dgst) + " by " + by
-	return d
 }
 
 // match compares the subject of the facts with the signed digests.
-func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
-	where := func() string {
-		if len(cands) == 1 {
-			return fmt.Sprintf("the signed digest %s of %s:%s (signed by %s)", cands[0].dgst, ref.Repo, cands[0].tag, strings.Join(cands[0].roles, ", "))
-		}
-		return fmt.Sprintf("the signed digest of any of the %d signed tags of %s", len(cands), ref.Repo)
-	}
-
+func match(d *Decision, ref *policy.Ref, f *Facts, cands []tagDigest) {
 	// A digest in the reference itself must be the signed one (or a
 	// platform manifest of it); only the tags it is signed under count.
 	if ref.Digest != "" {
 		n := 0
 		for _, c := range cands {
-			if covers(&f, c.dgst, ref.Digest) {
+			if covers(f, c.dgst, ref.Digest) {
 				n++
 			}
 		}
 		if n == 0 {
 			d.Digest = ref.Digest
-			d.Reason = fmt.Sprintf("requested digest %s is not %s", ref.Digest, where())
-			return d
+			mismatch(d, ref, f, cands, "requested")
+			return
 		}
 		if n < len(cands) {
 			keep := make([]tagDigest, 0, n)
 			for _, c := range cands {
-				if covers(&f, c.dgst, ref.Digest) {
+				if covers(f, c.dgst, ref.Digest) {
 					keep = append(keep, c)
 				}
 			}
@@ -554,37 +623,58 @@ func match(d Decision, ref policy.Ref, f Facts, cands []tagDigest) Decision {
 	switch {
 	case f.ConfigDigest != "":
 		if f.Digest != "" {
-			if c, ok := firstCovering(&f, cands, f.Digest); ok {
-				return allow(d, ref, c, "image digest matches")
+			if i := firstCovering(f, cands, f.Digest); i >= 0 {
+				allow(d, ref, &cands[i], "image digest matches")
+				return
 			}
 		}
-		if c, ok := firstCovering(&f, cands, f.ConfigDigest); ok {
-			return allow(d, ref, c, "image config "+string(f.ConfigDigest)+" matches")
+		if i := firstCovering(f, cands, f.ConfigDigest); i >= 0 {
+			allow(d, ref, &cands[i], "image config "+string(f.ConfigDigest)+" matches")
+			return
 		}
-		var unknown []string
-		for _, c := range cands {
-			if _, ok := f.Covers[c.dgst]; !ok {
-				unknown = append(unknown, string(c.dgst))
-			}
-		}
-		if len(unknown) == len(cands) {
-			d.Reason = fmt.Sprintf("image config %s cannot be matched to %s: that manifest is not in containerd's content store or trustd's manifest cache (pull the signed image once)", f.ConfigDigest, where())
-			return d
-		}
-		d.Reason = fmt.Sprintf("image config %s is not the signed image's config: it matches none of %s", f.ConfigDigest, where())
-		return d
+		mismatch(d, ref, f, cands, "config")
 	case f.Digest != "":
-		if c, ok := firstCovering(&f, cands, f.Digest); ok {
-			return allow(d, ref, c, "digest matches")
+		if i := firstCovering(f, cands, f.Digest); i >= 0 {
+			allow(d, ref, &cands[i], "digest matches")
+			return
 		}
-		d.Reason = fmt.Sprintf("digest %s is not %s", f.Digest, where())
-		return d
+		mismatch(d, ref, f, cands, "digest")
 	case ref.Digest != "":
 		d.Digest = ref.Digest
-		return allow(d, ref, cands[0], "requested digest matches")
+		allow(d, ref, &cands[0], "requested digest matches")
 	default:
 		// Only a tag was asked about: report what it is signed as.
-		return allow(d, ref, cands[0], "signed")
+		allow(d, ref, &cands[0], "signed")
+	}
+}
+
+// mismatch is the reason of a denial by match: what did not match
+// (the requested digest, the config digest, the image digest) and what
+// was signed.
+//
+//go:noinline
+func mismatch(d *Decision, ref *policy.Ref, f *Facts, cands []tagDigest, what string) {
+	where := fmt.Sprintf("the signed digest of any of the %d signed tags of %s", len(cands), ref.Repo)
+	if len(cands) == 1 {
+		where = fmt.Sprintf("the signed digest %s of %s:%s (signed by %s)", cands[0].dgst, ref.Repo, cands[0].tag, strings.Join(cands[0].roles, ", "))
+	}
+	switch what {
+	case "requested":
+		d.Reason = fmt.Sprintf("requested digest %s is not %s", ref.Digest, where)
+	case "digest":
+		d.Reason = fmt.Sprintf("digest %s is not %s", f.Digest, where)
+	default:
+		unknown := 0
+		for _, c := range cands {
+			if _, ok := f.Covers[c.dgst]; !ok {
+				unknown++
+			}
+		}
+		if unknown == len(cands) {
+			d.Reason = fmt.Sprintf("image config %s cannot be matched to %s: that manifest is not in containerd's content store or trustd's manifest cache (pull the signed image once)", f.ConfigDigest, where)
+			return
+		}
+		d.Reason = fmt.Sprintf("image config %s is not the signed image's config: it matches none of %s", f.ConfigDigest, where)
 	}
 }
 

@@ -19,8 +19,9 @@ import (
 //     plugin, trustd connected and deciding every creation in
 //     ValidateContainerAdjustment (one NRI round trip per creation);
 //   - floor: NRI's default validator on with a do-nothing validator plugin
-//     (in the test process) as the required plugin: what NRI validation
-//     costs whatever the plugin does. with − floor is trustd's own share.
+//     (test/cmd/noop-validator, a process of its own, as trustd is) as the
+//     required plugin: what NRI validation costs whatever the plugin does.
+//     with − floor is trustd's own share.
 //
 // Both nodes serve the same image, pulled before the loop (the pull gate,
 // trustd's image verifier, is not timed). trustd runs throughout, so its
@@ -38,7 +39,8 @@ import (
 // nodes). The CPU time used per iteration, read from
 // the scheduler's statistics, splits the cost: trustd-cpu-ns/op (trustd,
 // background included), containerd-cpu-ns/op (the node with trustd) and
-// baseline-cpu-ns/op (the node without).
+// baseline-cpu-ns/op (the node without), noop-validator-cpu-ns/op and
+// floor-containerd-cpu-ns/op (the floor's validator and containerd).
 //
 // Compare runs with benchstat:
 //
@@ -61,7 +63,7 @@ func BenchmarkCreateContainer(b *testing.B) {
 	with := &benchNode{Node: s.Node}
 	const noop = "noop-validator"
 	floor := &benchNode{Node: harness.StartContainerd(b, harness.Options{Registries: []string{s.Registry}, RequirePlugin: noop})}
-	floor.NoopValidator(b, noop)
+	noopPid := floor.NoopValidator(b, noop)
 	for _, n := range []*benchNode{without, with, floor} {
 		if _, err := n.PullImage(ref); err != nil {
 			b.Fatalf("pull %s: %v", ref, err)
@@ -70,7 +72,7 @@ func BenchmarkCreateContainer(b *testing.B) {
 		n.createRemove(b, ref) // warm up
 	}
 
-	pids := []int{s.Trustd.Pid(), with.Pid(), without.Pid()}
+	pids := []int{s.Trustd.Pid(), with.Pid(), without.Pid(), noopPid, floor.Pid()}
 	cpu0 := cpuTimes(b, pids)
 	var tWith, tWithout, tFloor, added, floorAdded, overFloor []time.Duration
 	nodes := []*benchNode{without, with, floor}
@@ -94,7 +96,7 @@ func BenchmarkCreateContainer(b *testing.B) {
 	b.ReportMetric(float64(median(floorAdded)), "floor-added-ns/op")
 	b.ReportMetric(float64(median(overFloor)), "over-floor-ns/op")
 	b.ReportMetric(100*float64(median(overFloor))/float64(base), "over-floor-%")
-	for i, unit := range []string{"trustd-cpu-ns/op", "containerd-cpu-ns/op", "baseline-cpu-ns/op"} {
+	for i, unit := range []string{"trustd-cpu-ns/op", "containerd-cpu-ns/op", "baseline-cpu-ns/op", "noop-validator-cpu-ns/op", "floor-containerd-cpu-ns/op"} {
 		b.ReportMetric(float64(cpu1[i]-cpu0[i])/n, unit)
 	}
 }

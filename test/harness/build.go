@@ -103,6 +103,16 @@ func BuildVerifier(t TB) string {
 	return bin
 }
 
+// noopValidatorBinary builds ./test/cmd/noop-validator once per process.
+var noopValidatorBinary = sync.OnceValues(func() (string, error) {
+	dir, err := buildDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "noop-validator")
+	return bin, goBuild(nil, "-o", bin, "./test/cmd/noop-validator")
+})
+
 // imagePrograms are the static programs put into test images, by name.
 var imagePrograms = sync.OnceValues(func() (map[string]string, error) {
 	dir, err := buildDir()

@@ -1,10 +1,15 @@
 package harness
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
 	"slices"
+	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containerd/nri/pkg/api"
@@ -116,14 +121,35 @@ func (quietNRILog) Infof(context.Context, string, ...any)  {}
 func (quietNRILog) Warnf(context.Context, string, ...any)  {}
 func (quietNRILog) Errorf(context.Context, string, ...any) {}
 
-// NoopValidator connects to the node's NRI socket a validator plugin named
-// name that allows every container and does nothing else: with
-// Options.RequirePlugin set to name, it is the floor of what NRI
-// validation costs a creation, whatever the plugin does. It is
-// disconnected on cleanup.
-func (n *Node) NoopValidator(t TB, name string) {
+// NoopValidator runs, in a process of its own as trustd runs, a validator
+// plugin named name (test/cmd/noop-validator) that allows every container
+// and does nothing else: with Options.RequirePlugin set to name, it is the
+// floor of what NRI validation costs a creation, whatever the validator
+// does. It is stopped on cleanup; its process ID is returned.
+func (n *Node) NoopValidator(t TB, name string) int {
 	t.Helper()
-	n.connectNRI(t, noopValidator{}, name, "50")
+	bin, err := noopValidatorBinary()
+	if err != nil {
+		t.Fatalf("build noop-validator: %v", err)
+	}
+	cmd := exec.Command(bin, "-name", name, "-socket", n.NRISocket)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("noop-validator: %v", err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if strings.TrimSpace(line) != "ready" {
+		t.Fatalf("noop-validator did not register: %q %v", line, err)
+	}
+	return cmd.Process.Pid
 }
 
 // connectNRI connects plugin to the node's NRI socket under name and
@@ -146,11 +172,4 @@ func (n *Node) connectNRI(t TB, plugin any, name, idx string) stub.Stub {
 	}
 	t.Cleanup(st.Stop)
 	return st
-}
-
-type noopValidator struct{}
-
-// ValidateContainerAdjustment allows every container.
-func (noopValidator) ValidateContainerAdjustment(context.Context, *api.ValidateContainerAdjustmentRequest) error {
-	return nil
 }

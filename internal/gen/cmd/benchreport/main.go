@@ -200,7 +200,7 @@ var figures = []figure{
 	{what: "with trustd (NRI validation, trustd required), median", bench: "BenchmarkCreateContainer", metric: "with-ns/op", unit: "ms", scale: 1e-6},
 	{what: "added by trustd: median of (with − without), creations paired", bench: "BenchmarkCreateContainer", metric: "added-ns/op", unit: "ms", scale: 1e-6},
 	{what: "added by trustd, share of the without median", bench: "BenchmarkCreateContainer", metric: "added-%", max: 2, unit: "%", scale: 1},
-	{what: "  floor: a do-nothing validator required instead (in the test process): median of (floor − without)", bench: "BenchmarkCreateContainer", metric: "floor-added-ns/op", unit: "ms", scale: 1e-6, note: "what NRI validation costs whatever the validator does"},
+	{what: "  floor: a do-nothing validator process required instead: median of (floor − without)", bench: "BenchmarkCreateContainer", metric: "floor-added-ns/op", unit: "ms", scale: 1e-6, note: "what NRI validation costs whatever the validator does"},
 	{what: "  trustd over the floor: median of (with − floor)", bench: "BenchmarkCreateContainer", metric: "over-floor-ns/op", unit: "ms", scale: 1e-6},
 	{what: "  trustd over the floor, share of the without median", bench: "BenchmarkCreateContainer", metric: "over-floor-%", unit: "%", scale: 1},
 	{what: "  trustd CPU time per creation (all of trustd, background included)", bench: "BenchmarkCreateContainer", metric: "trustd-cpu-ns/op", unit: "ms", scale: 1e-6},
