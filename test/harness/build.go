@@ -62,14 +62,20 @@ func goBuild(env []string, args ...string) error {
 	return nil
 }
 
-var trustdBinary = sync.OnceValues(func() (string, error) {
-	dir, err := buildDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "trustd")
-	return bin, goBuild(nil, "-o", bin, "./cmd/trustd")
-})
+// buildOnce returns a function that builds the main package pkg into the
+// build directory as name, once per process.
+func buildOnce(name, pkg string) func() (string, error) {
+	return sync.OnceValues(func() (string, error) {
+		dir, err := buildDir()
+		if err != nil {
+			return "", err
+		}
+		bin := filepath.Join(dir, name)
+		return bin, goBuild(nil, "-o", bin, pkg)
+	})
+}
+
+var trustdBinary = buildOnce("trustd", "./cmd/trustd")
 
 // BuildTrustd builds ./cmd/trustd once per process and returns the binary's
 // path. A failed build fails every caller with the compiler's output.
@@ -82,14 +88,7 @@ func BuildTrustd(t TB) string {
 	return bin
 }
 
-var verifierBinary = sync.OnceValues(func() (string, error) {
-	dir, err := buildDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "trustd-verifier")
-	return bin, goBuild(nil, "-o", bin, "./cmd/trustd-verifier")
-})
+var verifierBinary = buildOnce("trustd-verifier", "./cmd/trustd-verifier")
 
 // BuildVerifier builds ./cmd/trustd-verifier once per process, next to
 // BuildTrustd's trustd (the verifier execs the trustd beside it when the
@@ -104,14 +103,7 @@ func BuildVerifier(t TB) string {
 }
 
 // noopValidatorBinary builds ./test/cmd/noop-validator once per process.
-var noopValidatorBinary = sync.OnceValues(func() (string, error) {
-	dir, err := buildDir()
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "noop-validator")
-	return bin, goBuild(nil, "-o", bin, "./test/cmd/noop-validator")
-})
+var noopValidatorBinary = buildOnce("noop-validator", "./test/cmd/noop-validator")
 
 // imagePrograms are the static programs put into test images, by name.
 var imagePrograms = sync.OnceValues(func() (map[string]string, error) {
