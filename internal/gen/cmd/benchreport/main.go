@@ -204,6 +204,10 @@ var figures = []figure{
 	{what: "  trustd over the floor: median of (with − floor)", bench: "BenchmarkCreateContainer", metric: "over-floor-ns/op", unit: "ms", scale: 1e-6},
 	{what: "  trustd over the floor, share of the without median", bench: "BenchmarkCreateContainer", metric: "over-floor-%", unit: "%", scale: 1},
 	{what: "  trustd CPU time per creation (all of trustd, background included)", bench: "BenchmarkCreateContainer", metric: "trustd-cpu-ns/op", unit: "ms", scale: 1e-6},
+	{what: "  the do-nothing validator's CPU time per creation (NRI's message handling alone)", bench: "BenchmarkCreateContainer", metric: "noop-validator-cpu-ns/op", unit: "ms", scale: 1e-6},
+	{what: "  containerd's CPU time per creation: without / floor / with trustd", bench: "BenchmarkCreateContainer", metric: "baseline-cpu-ns/op", unit: "ms", scale: 1e-6},
+	{what: "  (floor)", bench: "BenchmarkCreateContainer", metric: "floor-containerd-cpu-ns/op", unit: "ms", scale: 1e-6},
+	{what: "  (with trustd)", bench: "BenchmarkCreateContainer", metric: "containerd-cpu-ns/op", unit: "ms", scale: 1e-6},
 }
 
 func format(v float64) string {
