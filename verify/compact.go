@@ -470,6 +470,12 @@ func (t *Trust) AppendBinary(b []byte) ([]byte, error) {
 	return b, nil
 }
 
+// maxSigsPerTag bounds the roles that sign one tag in a decoded Trust
+// (the checks below are quadratic in it). NewTrust never writes more: a
+// tag's signatures are distinct roles, and the verifiers accept at most
+// 16,384 delegated roles (TUF) or 4096 (Notary).
+const maxSigsPerTag = 1 << 15
+
 // Sizes of the encoded records.
 const (
 	spanSize  = 8
@@ -587,7 +593,7 @@ func (t *Trust) check() error {
 	}
 	var sig uint32
 	for j, tg := range t.tags {
-		if tg.nsig == 0 || tg.sig0 != sig || uint64(tg.sig0)+uint64(tg.nsig) > uint64(len(t.sigs)) {
+		if tg.nsig == 0 || tg.nsig > maxSigsPerTag || tg.sig0 != sig || uint64(tg.sig0)+uint64(tg.nsig) > uint64(len(t.sigs)) {
 			return fmt.Errorf("tag %d: signatures out of range", j)
 		}
 		sig = tg.sig0 + tg.nsig
