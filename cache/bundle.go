@@ -65,12 +65,8 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 			if !ok {
 				continue
 			}
-			for i := 0; i < r.NumTags(); i++ {
-				tv := r.TagAt(i)
-				for j := 0; j < tv.NumSigs(); j++ {
-					_, tg := tv.Sig(j)
-					s.addManifest(ex, tg.Digest)
-				}
+			for tg := range r.Targets() {
+				s.addManifest(ex, tg.Digest)
 			}
 		}
 	}

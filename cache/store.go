@@ -179,12 +179,8 @@ func (s *Store) SyncSource(ctx context.Context, src Source, now time.Time) (*Syn
 		for _, p := range res.Index.Parts() {
 			for i := 0; i < p.Len(); i++ {
 				r := p.RepoAt(i)
-				for j := 0; j < r.NumTags(); j++ {
-					tv := r.TagAt(j)
-					for k := 0; k < tv.NumSigs(); k++ {
-						_, t := tv.Sig(k)
-						refs[r.Name()] = append(refs[r.Name()], TargetRef{Digest: t.Digest, Length: t.Length})
-					}
+				for t := range r.Targets() {
+					refs[r.Name()] = append(refs[r.Name()], TargetRef{Digest: t.Digest, Length: t.Length})
 				}
 			}
 		}

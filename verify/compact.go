@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"iter"
 	"math"
 	"sort"
 	"strings"
@@ -196,7 +197,9 @@ func (t *Trust) buildDigestIndex() {
 	t.byDigest = t.byDigest[:0]
 	for ti, tag := range t.tags {
 		for s := tag.sig0; s < tag.sig0+tag.nsig; s++ {
-			t.byDigest = append(t.byDigest, cDig{digest: t.sigs[s].digest, tag: uint32(ti)})
+			if t.firstInTag(tag, s) { // one entry per (digest, tag), however many roles signed it
+				t.byDigest = append(t.byDigest, cDig{digest: t.sigs[s].digest, tag: uint32(ti)})
+			}
 		}
 	}
 	sort.Slice(t.byDigest, func(i, j int) bool {
@@ -206,15 +209,17 @@ func (t *Trust) buildDigestIndex() {
 		}
 		return t.byDigest[i].tag < t.byDigest[j].tag
 	})
-	// One entry per (digest, tag), however many roles signed it.
-	out := t.byDigest[:0]
-	for i, d := range t.byDigest {
-		if i > 0 && d.tag == out[len(out)-1].tag && t.str(d.digest) == t.str(out[len(out)-1].digest) {
-			continue
+}
+
+// firstInTag reports whether signature s of tag binds a digest that no
+// earlier signature of the tag binds.
+func (t *Trust) firstInTag(tag cTag, s uint32) bool {
+	for p := tag.sig0; p < s; p++ {
+		if t.str(t.sigs[p].digest) == t.str(t.sigs[s].digest) {
+			return false
 		}
-		out = append(out, d)
 	}
-	t.byDigest = out
+	return true
 }
 
 // Len returns the number of repositories.
@@ -327,6 +332,21 @@ func (r RepoView) TagsSignedAs(d digest.Digest, fn func(TagView) bool) {
 		ti := t.byDigest[i].tag
 		if ti >= c.tag0 && ti < c.tag0+c.ntags && !fn(TagView{t, ti}) {
 			return
+		}
+	}
+}
+
+// Targets yields what every signature of the repository binds, tag by tag
+// in lexical order, each tag's in resolution order (no allocation).
+func (r RepoView) Targets() iter.Seq[Target] {
+	return func(yield func(Target) bool) {
+		c := r.c()
+		for _, tg := range r.t.tags[c.tag0 : c.tag0+c.ntags] {
+			for _, s := range r.t.sigs[tg.sig0 : tg.sig0+tg.nsig] {
+				if !yield(Target{Digest: digest.Digest(r.t.str(s.digest)), Length: s.length}) {
+					return
+				}
+			}
 		}
 	}
 }
@@ -615,14 +635,7 @@ func (t *Trust) check() error {
 	pairs := 0
 	for _, tg := range t.tags {
 		for s := tg.sig0; s < tg.sig0+tg.nsig; s++ {
-			first := true
-			for p := tg.sig0; p < s; p++ {
-				if t.str(t.sigs[p].digest) == t.str(t.sigs[s].digest) {
-					first = false
-					break
-				}
-			}
-			if first {
+			if t.firstInTag(tg, s) {
 				pairs++
 			}
 		}

@@ -107,6 +107,13 @@ func TestTrustLookups(t *testing.T) {
 	if !reflect.DeepEqual(got, []string{"1.0", "2.0", "3.0"}) {
 		t.Errorf("tags signed as web-1.0: %v", got)
 	}
+	var targets []Target
+	for tg := range rv.Targets() {
+		targets = append(targets, tg)
+	}
+	if want := []Target{{dg("web-1.0"), 10}, {dg("web-1.0"), 10}, {dg("web-2.0"), 20}, {dg("web-1.0"), 10}, {dg("web-1.0"), 10}}; !reflect.DeepEqual(targets, want) {
+		t.Errorf("targets %v, want %v", targets, want)
+	}
 	got = nil
 	rv.TagsSignedAs(dg("web-1.0"), func(tv TagView) bool { got = append(got, tv.Name()); return false })
 	if len(got) != 1 {
