@@ -232,8 +232,14 @@ func (s *NotarySource) derivedPath(gun string) string { return s.bundlePath(gun)
 // derivedKey binds a GUN's derived index to its bundle bytes and to what
 // the policy pins for it.
 func (s *NotarySource) derivedKey(gun string, raw []byte) string {
+	return derivedKey(raw, s.pinAnchor(gun))
+}
+
+// pinAnchor is what the policy pins for gun, as a derived index's key
+// binds it.
+func (s *NotarySource) pinAnchor(gun string) []byte {
 	pin, _ := json.Marshal(s.pinFor(gun))
-	return derivedKey(raw, pin)
+	return pin
 }
 
 // loadVerified installs a cached GUN: from its derived index when that
@@ -274,8 +280,7 @@ func (s *NotarySource) loadDerived(gun, key string) bool {
 
 // derivedKeyOfFile is derivedKey of gun's bundle file, hashed as a stream.
 func (s *NotarySource) derivedKeyOfFile(gun string) (string, error) {
-	pin, _ := json.Marshal(s.pinFor(gun))
-	return derivedKeyOfFile(s.bundlePath(gun), pin)
+	return derivedKeyOfFile(s.bundlePath(gun), s.pinAnchor(gun))
 }
 
 // saveDerived writes the installed index of gun as its derived index.
