@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"runtime/pprof"
 	"runtime/trace"
@@ -31,27 +32,28 @@ func startProfiling() (stop func() error, err error) {
 		}
 		return errors.Join(errs...)
 	}
-	if path := os.Getenv(envCPUProfile); path != "" {
+	// begin starts writing what env names into the file its value names.
+	begin := func(env string, start func(io.Writer) error, end func()) error {
+		path := os.Getenv(env)
+		if path == "" {
+			return nil
+		}
 		f, err := os.Create(path)
 		if err != nil {
-			return stop, fmt.Errorf("%s: %w", envCPUProfile, err)
+			return fmt.Errorf("%s: %w", env, err)
 		}
-		if err := pprof.StartCPUProfile(f); err != nil {
+		if err := start(f); err != nil {
 			f.Close()
-			return stop, fmt.Errorf("%s: %w", envCPUProfile, err)
+			return fmt.Errorf("%s: %w", env, err)
 		}
-		stops = append(stops, func() error { pprof.StopCPUProfile(); return f.Close() })
+		stops = append(stops, func() error { end(); return f.Close() })
+		return nil
 	}
-	if path := os.Getenv(envTrace); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return stop, fmt.Errorf("%s: %w", envTrace, err)
-		}
-		if err := trace.Start(f); err != nil {
-			f.Close()
-			return stop, fmt.Errorf("%s: %w", envTrace, err)
-		}
-		stops = append(stops, func() error { trace.Stop(); return f.Close() })
+	if err := begin(envCPUProfile, pprof.StartCPUProfile, pprof.StopCPUProfile); err != nil {
+		return stop, err
+	}
+	if err := begin(envTrace, trace.Start, trace.Stop); err != nil {
+		return stop, err
 	}
 	return stop, nil
 }
