@@ -99,12 +99,12 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 			}
 			se := SourceExport{Kind: policy.KindNotary}
 			var repos []string
-			for _, gun := range t.gunsToSync() {
+			for _, gun := range t.cachedGUNs() {
 				if !match(gun) {
 					continue
 				}
 				b, err := t.readBundle(gun)
-				if err != nil {
+				if err != nil || b.Unsigned {
 					continue
 				}
 				se.Notary = append(se.Notary, b)

@@ -40,7 +40,8 @@ type NotaryBundle struct {
 	Targets     []byte            `json:"targets"`
 	Delegations map[string][]byte `json:"delegations,omitempty"`
 	State       notary.Trusted    `json:"state"`
-	// Unsigned records that the server had no trust data for the GUN.
+	// Unsigned marks a record, written by earlier versions only, that the
+	// server had no trust data for the GUN; it is removed when found.
 	Unsigned bool `json:"unsigned,omitempty"`
 }
 
@@ -53,9 +54,11 @@ type NotaryPin struct {
 
 // NotarySource is a Notary v1 server (Docker Content Trust). A Notary
 // server cannot list its repositories, so the source keeps in sync the
-// repositories named literally in the policy, every repository already
-// cached, and the ones added with Want (images in containerd's store,
-// repositories seen at a pull). Methods are safe for concurrent use.
+// repositories named literally in the policy, every repository cached with
+// trust data, the ones added with Want (images in containerd's store), and,
+// in memory for a while, those seen at a pull without trust data
+// (SyncPulled); a round fetches at most RoundMax of them, in that order of
+// priority. Methods are safe for concurrent use.
 type NotarySource struct {
 	SourceName   string
 	URL          string // server base URL, no trailing slash
@@ -64,12 +67,23 @@ type NotarySource struct {
 	Repositories []policy.Pattern
 	Pins         []NotaryPin
 	TOFU         bool
+	// PulledTTL and PulledCap bound the repositories seen at pulls without
+	// trust data that are kept in sync; RoundMax bounds the repositories a
+	// round fetches. Zero means DefaultNotaryPulledTTL,
+	// DefaultNotaryPulledCap, DefaultNotaryRoundMax.
+	PulledTTL time.Duration
+	PulledCap int
+	RoundMax  int
 
-	mu     sync.Mutex
-	repos  map[string]*verify.Trust
-	keys   map[string]*notary.Keys
-	wanted map[string]bool
-	locks  sync.Map // GUN -> *sync.Mutex: one refresh of a GUN at a time
+	mu        sync.Mutex
+	repos     map[string]*verify.Trust
+	keys      map[string]*notary.Keys
+	wanted    map[string]bool
+	pulled    map[string]time.Time // seen at a pull, no trust data -> forgotten at
+	markers   map[string]bool      // unsigned markers of earlier versions, found by Load
+	lastRound map[string]uint64    // round in which a repository was last refreshed
+	round     uint64
+	locks     map[string]*gunLock // one refresh of a GUN at a time
 }
 
 // Name implements Source.
@@ -107,37 +121,6 @@ func (s *NotarySource) Want(repos ...string) {
 	}
 }
 
-// gunsToSync lists the repositories to refresh.
-func (s *NotarySource) gunsToSync() []string {
-	set := map[string]bool{}
-	for _, p := range s.Repositories {
-		if p.IsLiteral() {
-			set[p.Normalized()] = true
-		}
-	}
-	entries, _ := os.ReadDir(filepath.Join(s.Dir, "notary"))
-	for _, e := range entries {
-		name := e.Name()
-		if !strings.HasSuffix(name, ".json") {
-			continue
-		}
-		if gun, err := url.PathUnescape(strings.TrimSuffix(name, ".json")); err == nil && s.Covers(gun) {
-			set[gun] = true
-		}
-	}
-	s.mu.Lock()
-	for g := range s.wanted {
-		set[g] = true
-	}
-	s.mu.Unlock()
-	out := make([]string, 0, len(set))
-	for g := range set {
-		out = append(out, g)
-	}
-	sort.Strings(out)
-	return out
-}
-
 func (s *NotarySource) pinFor(gun string) notary.Pin {
 	for _, p := range s.Pins {
 		for _, pat := range p.Repositories {
@@ -155,9 +138,11 @@ func (s *NotarySource) opts(gun string, now time.Time) notary.Options {
 
 // Load verifies every cached repository offline. A repository whose cached
 // data fails verification is moved aside and reported; the others load.
+// An "unsigned" marker of an earlier version (no trust data) is not loaded
+// and not kept in sync: the next Sync removes it (dropMarkers).
 func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 	s.mu.Lock()
-	s.repos, s.keys = map[string]*verify.Trust{}, map[string]*notary.Keys{}
+	s.repos, s.keys, s.markers = map[string]*verify.Trust{}, map[string]*notary.Keys{}, map[string]bool{}
 	s.mu.Unlock()
 	var errs []error
 	entries, err := os.ReadDir(filepath.Join(s.Dir, "notary"))
@@ -181,6 +166,12 @@ func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 		raw, b, err := s.readBundleRaw(gun)
 		if err != nil {
 			errs = append(errs, err)
+			continue
+		}
+		if b.Unsigned {
+			s.mu.Lock()
+			s.markers[gun] = true
+			s.mu.Unlock()
 			continue
 		}
 		if err := s.loadVerified(gun, raw, b); err != nil {
@@ -326,6 +317,7 @@ func (s *NotarySource) install(gun string, res *notary.Result) {
 	k := res.Keys
 	s.repos[gun] = verify.NewTrust(map[string]*verify.Repo{gun: splitExpiry(res.Repo, &k)})
 	s.keys[gun] = &k
+	delete(s.pulled, gun)
 }
 
 func (s *NotarySource) installDerived(gun string, r *verify.Trust, k *notary.Keys) {
@@ -335,6 +327,7 @@ func (s *NotarySource) installDerived(gun string, r *verify.Trust, k *notary.Key
 		s.repos, s.keys = map[string]*verify.Trust{}, map[string]*notary.Keys{}
 	}
 	s.repos[gun], s.keys[gun] = r, k
+	delete(s.pulled, gun)
 }
 
 // splitExpiry separates a Notary repository's freshness (timestamp and
@@ -377,15 +370,18 @@ func (s *NotarySource) moveAside(gun string) string {
 	return "moved aside to " + filepath.Base(aside)
 }
 
-// Sync refreshes every repository to keep in sync, a few at a time. A
-// repository that fails keeps its cached data; the error names it.
+// Sync refreshes the repositories to keep in sync, a few at a time and at
+// most RoundMax of them (gunsToSync says which come first; the others come
+// first in the next round). A repository that fails keeps its cached
+// data; the error names it.
 func (s *NotarySource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
 	// Temporary files of interrupted writes, of every repository in one
 	// pass over the directory (per write, that pass would make a round
 	// over N repositories cost N² directory entries), before any write of
 	// this round starts; rounds run under the cache lock.
 	RemoveStaleTempsIn(filepath.Join(s.Dir, "notary"))
-	guns := s.gunsToSync()
+	s.dropMarkers()
+	guns, waiting := s.gunsToSync(now)
 	type outcome struct {
 		gun     string
 		changed bool
@@ -421,6 +417,9 @@ func (s *NotarySource) Sync(ctx context.Context, now time.Time) (*SyncResult, er
 	}
 	res.Index = s.index()
 	res.Summary = fmt.Sprintf("%d repositories: %d updated, %d unchanged, %d failed", len(guns), updated, len(guns)-updated-failed, failed)
+	if waiting > 0 {
+		res.Summary += fmt.Sprintf("; %d more wait for the next round (at most %d a round)", waiting, s.roundMax())
+	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("%s: %w", res.Summary, errors.Join(errs...))
 	}
@@ -435,14 +434,19 @@ func (s *NotarySource) Sync(ctx context.Context, now time.Time) (*SyncResult, er
 // at now) before the cache is written, atomically. It reports whether the
 // cached data changed.
 func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) (bool, error) {
-	l, _ := s.locks.LoadOrStore(gun, &sync.Mutex{})
-	l.(*sync.Mutex).Lock()
-	defer l.(*sync.Mutex).Unlock()
+	defer s.lockGUN(gun)()
 	raw, prev, err := s.readBundleRaw(gun)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		prev = nil // unreadable: moved aside; start afresh
 	}
-	if prev != nil && !prev.Unsigned {
+	if prev != nil && prev.Unsigned {
+		// An earlier version's marker: no trust data, not kept (dropMarkers).
+		if err := os.Remove(s.bundlePath(gun)); err == nil {
+			syncDir(filepath.Dir(s.bundlePath(gun)))
+		}
+		prev = nil
+	}
+	if prev != nil {
 		if verr := s.loadVerified(gun, raw, prev); verr != nil {
 			s.moveAside(gun)
 			prev = nil
@@ -451,7 +455,7 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 	base := s.URL + "/v2/" + gun + "/_trust/tuf/"
 	o := s.opts(gun, now)
 	var prevState *notary.Trusted
-	if prev != nil && !prev.Unsigned {
+	if prev != nil {
 		st := prev.State
 		prevState = &st
 	}
@@ -461,12 +465,13 @@ func (s *NotarySource) SyncRepo(ctx context.Context, gun string, now time.Time) 
 		if prevState != nil {
 			return false, fmt.Errorf("the server no longer has trust data for %s (keeping the cached data)", gun)
 		}
-		return s.markUnsigned(gun, now, prev)
+		s.forget(gun)
+		return false, nil // nothing is written: see SyncPulled
 	}
 	if err != nil {
 		return false, err
 	}
-	if prev != nil && !prev.Unsigned && string(prev.Timestamp) == string(tsBytes) {
+	if prev != nil && string(prev.Timestamp) == string(tsBytes) {
 		// Unchanged: still check the timestamp is not expired (freeze).
 		root, err := notary.VerifyRoot(prev.Root, prevState, o)
 		if err != nil {
@@ -652,16 +657,12 @@ func boundLength(n int64) int64 {
 	return n
 }
 
-func (s *NotarySource) markUnsigned(gun string, now time.Time, prev *NotaryBundle) (bool, error) {
+// forget drops gun's trust data from memory: the server has none for it.
+func (s *NotarySource) forget(gun string) {
 	s.mu.Lock()
 	delete(s.repos, gun)
 	delete(s.keys, gun)
 	s.mu.Unlock()
-	if prev != nil && prev.Unsigned {
-		return false, nil
-	}
-	_, err := s.writeBundle(&NotaryBundle{Format: 1, GUN: gun, Verified: now.UTC(), Unsigned: true})
-	return true, err
 }
 
 func (s *NotarySource) writeBundle(b *NotaryBundle) ([]byte, error) {

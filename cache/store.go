@@ -259,17 +259,14 @@ func (s *Store) Want(repos ...string) {
 	}
 }
 
-// SyncRepository fetches one repository's trust data now from the named
-// source, when that source fetches per repository (Notary), and returns
-// the source's new index; nil when the source does not work that way.
+// SyncRepository fetches, for a pull, one repository's trust data now from
+// the named source, when that source fetches per repository (Notary), and
+// returns the source's new index; nil when the source does not work that
+// way. A repository left without trust data is kept in sync in memory for
+// a while only (NotarySource.SyncPulled).
 func (s *Store) SyncRepository(ctx context.Context, source, repo string, now time.Time) (*verify.SourceIndex, error) {
-	for _, src := range s.sources {
-		ns, ok := src.(*NotarySource)
-		if !ok || src.Name() != source || !ns.Covers(repo) {
-			continue
-		}
-		ns.Want(repo)
-		if _, err := ns.SyncRepo(ctx, repo, now); err != nil {
+	if ns := s.notarySource(source); ns != nil && ns.Covers(repo) {
+		if err := ns.SyncPulled(ctx, repo, now); err != nil {
 			return nil, err
 		}
 		return ns.index(), nil
@@ -277,12 +274,29 @@ func (s *Store) SyncRepository(ctx context.Context, source, repo string, now tim
 	return nil, nil
 }
 
+// PullDiscovered returns how many repositories seen at pulls, without
+// trust data, the named Notary source keeps in sync at now (0 for other
+// sources).
+func (s *Store) PullDiscovered(source string, now time.Time) int {
+	if ns := s.notarySource(source); ns != nil {
+		return ns.PullDiscovered(now)
+	}
+	return 0
+}
+
+func (s *Store) notarySource(name string) *NotarySource {
+	for _, src := range s.sources {
+		if ns, ok := src.(*NotarySource); ok && src.Name() == name {
+			return ns
+		}
+	}
+	return nil
+}
+
 // NotaryKeys returns the keys of a repository cached by a Notary source.
 func (s *Store) NotaryKeys(source, repo string) *notary.Keys {
-	for _, src := range s.sources {
-		if ns, ok := src.(*NotarySource); ok && src.Name() == source {
-			return ns.Keys(repo)
-		}
+	if ns := s.notarySource(source); ns != nil {
+		return ns.Keys(repo)
 	}
 	return nil
 }

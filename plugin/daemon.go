@@ -415,6 +415,9 @@ func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) (bool,
 		return false, nil
 	}
 	d.engine.SwapIndex(func(ix *verify.Index) *verify.Index { return ix.With(si) })
+	if d.Metrics != nil {
+		d.Metrics.SetPullDiscovered(dec.Source, store.PullDiscovered(dec.Source, time.Now()))
+	}
 	d.Log.Info("trust data fetched at pull", "source", dec.Source, "repository", ref.Repo)
 	return true, nil
 }
@@ -522,6 +525,9 @@ type SourceStatus struct {
 	// Grace says when decisions rest on offline grace (expired timestamp
 	// or snapshot while the source is unreachable), and until when.
 	Grace string `json:"grace,omitempty"`
+	// PullDiscovered counts the repositories seen at pulls, without trust
+	// data, that a Notary source keeps in sync for a while (in memory).
+	PullDiscovered int `json:"pull_discovered_repositories,omitempty"`
 }
 
 // Status reports the daemon's state.
@@ -547,7 +553,7 @@ func (d *Daemon) Status(ctx context.Context) *DaemonStatus {
 func SourceStatuses(p *policy.Policy, store *cache.Store, ix *verify.Index, now time.Time) []*SourceStatus {
 	var out []*SourceStatus
 	for _, cs := range store.Statuses() {
-		ss := &SourceStatus{Status: *cs}
+		ss := &SourceStatus{Status: *cs, PullDiscovered: store.PullDiscovered(cs.Source, now)}
 		if si := ix.Source(cs.Source); si != nil {
 			if si.Err != nil {
 				ss.LoadError = si.Err.Error()

@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 )
 
@@ -49,6 +51,7 @@ type Metrics struct {
 	lastSync     *prometheus.GaugeVec
 	syncErrors   *prometheus.CounterVec
 	graceInUse   *prometheus.GaugeVec
+	pulled       *prometheus.GaugeVec
 	nriConnected prometheus.Gauge
 
 	namespaces *labelCap
@@ -88,6 +91,10 @@ func NewMetrics() *Metrics {
 			Name: "trustd_offline_grace_in_use",
 			Help: "1 while decisions rest on the source's expired trust data under offline_grace (the source is unreachable), else 0.",
 		}, []string{"source"}),
+		pulled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "trustd_notary_pull_discovered_repositories",
+			Help: fmt.Sprintf("Repositories seen at pulls for which the Notary source has no trust data, kept in sync in memory for %s after the last such pull, at most %d, after every other repository. Whoever asks for pulls chooses these names: a value at the cap means many pulls of unsigned names.", cache.DefaultNotaryPulledTTL, cache.DefaultNotaryPulledCap),
+		}, []string{"source"}),
 		nriConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "trustd_nri_connected",
 			Help: "1 while trustd is registered with containerd's NRI, else 0. With NRI's default validator requiring trustd, no container can be created while it is 0.",
@@ -98,7 +105,7 @@ func NewMetrics() *Metrics {
 		vias:       newLabelCap(maxViaLabels),
 	}
 	m.reg.MustRegister(
-		m.decisions, m.duration, m.expiry, m.lastSync, m.syncErrors, m.graceInUse, m.nriConnected,
+		m.decisions, m.duration, m.expiry, m.lastSync, m.syncErrors, m.graceInUse, m.pulled, m.nriConnected,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -188,14 +195,23 @@ func (m *Metrics) ObserveSyncRound(results []SyncResult, statuses []*SourceStatu
 			m.expiry.WithLabelValues(name).Set(unixSeconds(st.Expires))
 		}
 		m.SetOfflineGraceInUse(st.Source, st.Grace != "")
+		if st.Kind == policy.KindNotary {
+			m.SetPullDiscovered(st.Source, st.PullDiscovered)
+		}
 	}
-	for _, gv := range []*prometheus.GaugeVec{m.expiry, m.lastSync, m.graceInUse} {
+	for _, gv := range []*prometheus.GaugeVec{m.expiry, m.lastSync, m.graceInUse, m.pulled} {
 		for _, name := range m.sources.values() {
 			if !keep[name] {
 				gv.DeleteLabelValues(name)
 			}
 		}
 	}
+}
+
+// SetPullDiscovered records how many repositories seen at pulls, without
+// trust data, the Notary source keeps in sync.
+func (m *Metrics) SetPullDiscovered(source string, n int) {
+	m.pulled.WithLabelValues(m.sources.value(source)).Set(float64(n))
 }
 
 // SetNRIConnected records whether trustd is registered with NRI.

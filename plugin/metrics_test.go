@@ -376,3 +376,28 @@ func gathered(t *testing.T, g prometheus.Gatherer, names ...string) map[string]f
 	}
 	return out
 }
+
+func TestMetricsPullDiscovered(t *testing.T) {
+	m := NewMetrics()
+	at := time.Unix(1_800_000_000, 0)
+	st := func(name, kind string, n int) *SourceStatus {
+		s := &SourceStatus{PullDiscovered: n}
+		s.Source, s.Kind = name, kind
+		return s
+	}
+	m.ObserveSyncRound([]SyncResult{{Source: "hub", OK: true}, {Source: "corp", OK: true}},
+		[]*SourceStatus{st("hub", "notary", 7), st("corp", "tuf", 0)}, at)
+	got := gathered(t, m.Registry(), "trustd_notary_pull_discovered_repositories")
+	if len(got) != 1 || got[`trustd_notary_pull_discovered_repositories{source="hub"}`] != 7 {
+		t.Errorf("gathered %v, want hub at 7 and no TUF series", got)
+	}
+	// A pull between rounds updates it; a source removed from the policy drops it.
+	m.SetPullDiscovered("hub", 8)
+	if got := value(t, m.pulled.WithLabelValues("hub")); got != 8 {
+		t.Errorf("after a pull: %v, want 8", got)
+	}
+	m.ObserveSyncRound(nil, []*SourceStatus{st("corp", "tuf", 0)}, at.Add(time.Minute))
+	if n := count(t, m.pulled); n != 0 {
+		t.Errorf("%d series after hub was removed, want 0", n)
+	}
+}

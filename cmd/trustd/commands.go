@@ -346,6 +346,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		if s.Grace != "" {
 			fmt.Fprintf(stdout, "  offline grace %s\n", s.Grace)
 		}
+		if s.PullDiscovered > 0 {
+			fmt.Fprintf(stdout, "  repositories seen at pulls without trust data, kept in sync for a while: %d\n", s.PullDiscovered)
+		}
 		if s.LoadError != "" {
 			fmt.Fprintf(stdout, "  %s\n", s.LoadError)
 		}

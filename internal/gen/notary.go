@@ -199,8 +199,13 @@ type NotaryOptions struct {
 	Now              time.Time
 	Expires          time.Duration
 	TimestampExpires time.Duration
-	// Version is the version of every role (default 1).
+	// Version is the version of every role (default 1), but the root's
+	// when SameRootAs is set.
 	Version int
+	// SameRootAs, when set, is an earlier version of the repository whose
+	// root.json is kept: the other roles are re-signed under it, as a
+	// publisher does who signs or revokes tags.
+	SameRootAs *NotaryRepo
 }
 
 // NotaryTagName is the default name of tag j of a generated Notary
@@ -283,6 +288,9 @@ func NewNotaryRepo(keys *NotaryKeys, o NotaryOptions) (*NotaryRepo, error) {
 	}
 	if r.Files.Root, err = signNotary(rootSigned, rootKey.id, keys.Root); err != nil {
 		return nil, err
+	}
+	if o.SameRootAs != nil {
+		r.Files.Root, r.RootKeyID = o.SameRootAs.Files.Root, o.SameRootAs.RootKeyID
 	}
 
 	targetsMeta := make(map[string]any, o.Tags)
