@@ -37,9 +37,10 @@ const (
 
 // Priority of a repository in a round, most important first.
 const (
-	classPinned = iota // named literally in the policy, or cached with trust data
-	classStored        // of an image in containerd's store (Want)
-	classPulled        // seen at a pull, no trust data (in memory, for a while)
+	classLiteral = iota // named literally in the policy
+	classCached         // cached with trust data
+	classStored         // of an image in containerd's store (Want)
+	classPulled         // seen at a pull, no trust data (in memory, for a while)
 )
 
 func (s *NotarySource) pulledTTL() time.Duration {
@@ -94,10 +95,11 @@ func (s *NotarySource) cachedGUNs() []string {
 
 // gunsToSync returns the repositories one round refreshes at now, at most
 // roundMax, and how many wait for a later round. Repositories named
-// literally in the policy and those cached with trust data come first, then
-// those of containerd's images, then those seen at pulls (the expired ones
-// forgotten); within each kind the least recently refreshed first, so that
-// every repository gets its turn and a name that sorts first gains nothing.
+// literally in the policy come first, then those cached with trust data,
+// then those of containerd's images, then those seen at pulls (the expired
+// ones forgotten); within each kind the least recently refreshed first, so
+// that every repository gets its turn and a name that sorts first gains
+// nothing.
 func (s *NotarySource) gunsToSync(now time.Time) ([]string, int) {
 	class := map[string]int{}
 	add := func(gun string, c int) {
@@ -107,11 +109,11 @@ func (s *NotarySource) gunsToSync(now time.Time) ([]string, int) {
 	}
 	for _, p := range s.Repositories {
 		if p.IsLiteral() {
-			add(p.Normalized(), classPinned)
+			add(p.Normalized(), classLiteral)
 		}
 	}
 	for _, gun := range s.cachedGUNs() {
-		add(gun, classPinned)
+		add(gun, classCached)
 	}
 	type candidate struct {
 		gun   string
