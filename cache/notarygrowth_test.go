@@ -358,3 +358,42 @@ func TestNotaryUnsignedMarkersOfEarlierVersions(t *testing.T) {
 		})
 	}
 }
+
+// TestNotaryRoundLiteralFirst: when the cached repositories alone exceed a
+// round, a repository the policy names literally is still refreshed every
+// round, and the cached ones take turns.
+func TestNotaryRoundLiteralFirst(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	g := newGrowthServer(t, now)
+	const base = gen.NotaryPrefix + "zz-base" // sorts last
+	g.publish(t, base, 1, 1, now)
+	cached := []string{gen.NotaryPrefix + "a", gen.NotaryPrefix + "b", gen.NotaryPrefix + "c"}
+	ns := g.source(t, base)
+	ns.RoundMax = 2
+	for _, gun := range cached {
+		g.publish(t, gun, 1, 1, now)
+		if err := ns.SyncPulled(ctx, gun, now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	g.take()
+	turns := map[string]int{}
+	for round := range 6 {
+		if _, err := ns.Sync(ctx, now.Add(time.Duration(round+1)*time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		asked, _ := g.take()
+		if len(asked) != 2 || !asked[base] {
+			t.Fatalf("round %d asked for %v, want %s and one cached repository", round, asked, base)
+		}
+		for gun := range asked {
+			turns[gun]++
+		}
+	}
+	for _, gun := range cached {
+		if turns[gun] != 2 {
+			t.Errorf("%s refreshed in %d of 6 rounds, want 2 (turns %v)", gun, turns[gun], turns)
+		}
+	}
+}
