@@ -14,12 +14,11 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/containerd/v2/core/images"
 	"github.com/containerd/containerd/v2/pkg/namespaces"
+	"github.com/containerd/errdefs"
 	"github.com/containerd/platforms"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/identity"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/trustd/trustd/policy"
 )
 
 // Containerd is trustd's connection to containerd's content and image
@@ -176,75 +175,64 @@ func (c *Containerd) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, err
 	return content.ReadBlob(ctx, cs, ocispec.Descriptor{Digest: d, Size: info.Size})
 }
 
-// ImageFacts implements ImageStore: the image's target digest and its
-// config digest for this platform.
-func (c *Containerd) ImageFacts(ctx context.Context, name string) (digest.Digest, digest.Digest, error) {
+// Image implements ImageStore: the record named name (exactly, as CRI
+// stores names) with its config digest for this platform.
+func (c *Containerd) Image(ctx context.Context, name string) (StoreImage, error) {
 	cl, err := c.get(ctx)
 	if err != nil {
-		return "", "", err
+		return StoreImage{}, err
 	}
 	ctx = namespaces.WithNamespace(ctx, c.Namespace)
-	ref, err := policy.ParseRef(name)
+	img, err := cl.ImageService().Get(ctx, name)
 	if err != nil {
-		return "", "", err
-	}
-	img, err := cl.ImageService().Get(ctx, ref.String())
-	if err != nil {
-		return "", "", err
+		if errdefs.IsNotFound(err) {
+			return StoreImage{}, fmt.Errorf("%w: %s", ErrNotInStore, name)
+		}
+		return StoreImage{}, err
 	}
 	cfg, err := c.imageConfig(ctx, cl, img.Target)
 	if err != nil {
-		return "", "", err
+		return StoreImage{}, fmt.Errorf("image %s: config for this platform: %w", name, err)
 	}
-	return img.Target.Digest, cfg, nil
+	return StoreImage{Name: img.Name, Target: img.Target.Digest, Config: cfg}, nil
 }
 
-// ContainerImageFacts gives the facts of the image a container is being
-// created from when the runtime does not say (containerd < 2.4): the image
-// the reference names in the store, checked against the container's root
-// filesystem. The container's snapshot (prepared before NRI is called) has
-// the chain ID of the image actually used as its parent; when that is not
-// the named image's — a tag moved between resolution and creation, or a
-// CRI client pairing an image ID with another reference — the image with
-// that chain ID is judged instead, so the verdict is about what will run.
-//
-// What can change is read from containerd on every call: the container's
-// snapshot (one Stat) and the image the name names now (one Get; a List
-// when it is not the container's image). What content-addressed data
-// determines (an image's config digest, a config's chain ID) comes from a
-// memo that Learn fills as images arrive, so a decision reads no content.
-func (c *Containerd) ContainerImageFacts(ctx context.Context, containerID, name string) (digest.Digest, digest.Digest, error) {
-	parent, err := c.snapshotParent(ctx, containerID)
-	if err != nil {
-		return "", "", fmt.Errorf("the container's root filesystem cannot be checked against image %s: %w", name, err)
-	}
-	if dg, cfg, err := c.ImageFacts(ctx, name); err == nil {
-		if chain, err := c.chainID(ctx, cfg); err == nil && chain == parent {
-			return dg, cfg, nil
-		}
-	}
-	// Not the image the reference names: find the one it is.
+// Images implements ImageStore: every record, with its config digest for
+// this platform (records without one, such as an index whose platform
+// was not pulled, are left out). Configs come from the memo after the
+// first call.
+func (c *Containerd) Images(ctx context.Context) ([]StoreImage, error) {
 	cl, err := c.get(ctx)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
 	ctx = namespaces.WithNamespace(ctx, c.Namespace)
 	imgs, err := cl.ImageService().List(ctx)
 	if err != nil {
-		return "", "", err
+		return nil, err
 	}
-	seen := map[digest.Digest]bool{}
+	out := make([]StoreImage, 0, len(imgs))
 	for _, img := range imgs {
-		icfg, err := c.imageConfig(ctx, cl, img.Target)
-		if err != nil || seen[icfg] {
+		cfg, err := c.imageConfig(ctx, cl, img.Target)
+		if err != nil {
 			continue
 		}
-		seen[icfg] = true
-		if chain, err := c.chainID(ctx, icfg); err == nil && chain == parent {
-			return "", icfg, nil
-		}
+		out = append(out, StoreImage{Name: img.Name, Target: img.Target.Digest, Config: cfg})
 	}
-	return "", "", fmt.Errorf("the container's root filesystem (layers %s) is not that of image %s, and matches no image in containerd's store", parent, name)
+	return out, nil
+}
+
+// ContainerChain implements ImageStore: the chain ID of the layers the
+// container's root filesystem is made of. The container's snapshot is
+// prepared, keyed by the container ID, before NRI is called; its parent is
+// the image's layers.
+func (c *Containerd) ContainerChain(ctx context.Context, containerID string) (string, error) {
+	return c.snapshotParent(ctx, containerID)
+}
+
+// ChainID implements ImageStore: the chain ID of a config's layers.
+func (c *Containerd) ChainID(ctx context.Context, config digest.Digest) (string, error) {
+	return c.chainID(ctx, config)
 }
 
 // chainID is the chain ID of an image's layers, from its config (memoised).

@@ -291,13 +291,7 @@ func (d *Daemon) onSynchronize(ctx context.Context, pods []*api.PodSandbox, ctrs
 	denied := 0
 	for _, c := range ctrs {
 		pod := byID[c.GetPodSandboxId()]
-		f, err := pl.ContainerFacts(ctx, pod, c)
-		if err != nil {
-			d.Log.Warn("running container could not be judged", "container", c.GetName(), "pod", pod.GetName(), "error", err.Error())
-			continue
-		}
-		dec := d.engine.Decide(ctx, f, Context{Pod: pod.GetName(), Container: c.GetName(), Via: "synchronize"})
-		if !dec.Allowed {
+		if dec := pl.Judge(ctx, pod, c, nil, ViaSynchronize); !dec.Allowed {
 			denied++
 		}
 	}

@@ -11,6 +11,7 @@ package plugin
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -66,8 +67,18 @@ func (e *Engine) SwapIndex(update func(*verify.Index) *verify.Index) {
 type Context struct {
 	Pod       string
 	Container string
-	Via       string // "nri", "verifier", "event", "cli"
+	// Volume is the mount point of the image volume judged; "" for the
+	// container's own image.
+	Volume string
+	Via    string // one of the Via constants, or "verifier", "event", "cli"…
 }
+
+// Where a container decision came from.
+const (
+	ViaNRI         = "nri"         // NRI validation (fail-closed)
+	ViaNRICreate   = "nri-create"  // NRI CreateContainer (containerd < 2.2)
+	ViaSynchronize = "synchronize" // the running containers, at (re)connection
+)
 
 // Decide judges f against the current snapshot. Content lookups (to match
 // a config digest to a signed manifest) happen only when the digests alone
@@ -76,6 +87,50 @@ func (e *Engine) Decide(ctx context.Context, f verify.Facts, c Context) verify.D
 	start := time.Now()
 	d := e.decide(ctx, f)
 	e.Record(f, d, c, time.Since(start))
+	return d
+}
+
+// DecideAny judges one image known under several names (candidates, all
+// with the same identity): it is allowed when one name is. Only the
+// decision returned is recorded: the first allow, or else the first
+// name's denial, which lists the other names it was also judged under.
+func (e *Engine) DecideAny(ctx context.Context, candidates []verify.Facts, c Context) verify.Decision {
+	start := time.Now()
+	var first verify.Decision
+	var f0 verify.Facts
+	for i, f := range candidates {
+		d := e.decide(ctx, f)
+		d.Volume = c.Volume
+		if d.Allowed && !d.Audit {
+			e.Record(f, d, c, time.Since(start))
+			return d
+		}
+		if i == 0 {
+			first, f0 = d, f
+		}
+	}
+	if len(candidates) > 1 {
+		names := make([]string, 0, len(candidates)-1)
+		for _, f := range candidates[1:] {
+			names = append(names, f.Image)
+		}
+		first.Reason += " (nor under its other names in containerd's store: " + strings.Join(names, ", ") + ")"
+	}
+	e.Record(f0, first, c, time.Since(start))
+	return first
+}
+
+// Unjudged records and returns the denial of an image that could not be
+// judged (its facts could not be gathered or bound to what runs). claim is
+// the name the request gave, if any; it is reported as requested, never as
+// the image judged.
+func (e *Engine) Unjudged(ctx context.Context, claim, namespace, volume string, err error, c Context) verify.Decision {
+	f := verify.Facts{Subject: verify.SubjectContainer, Image: claim, Namespace: namespace}
+	d := verify.Decision{Requested: claim, Image: claim, Namespace: namespace, Volume: volume, Signers: []string{}, Reason: "could not judge the image: " + err.Error()}
+	if volume != "" {
+		d.Image, d.Requested, f.Image = "", "", ""
+	}
+	e.Record(f, d, c, 0)
 	return d
 }
 
@@ -157,6 +212,9 @@ func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Dur
 	}
 	if f.Subject == verify.SubjectContainer {
 		attrs = append(attrs, slog.String("namespace", f.Namespace), slog.String("pod", c.Pod), slog.String("container", c.Container))
+		if c.Volume != "" {
+			attrs = append(attrs, slog.String("volume", c.Volume))
+		}
 	}
 	e.Log.LogAttrs(context.Background(), level, "decision", attrs...)
 }

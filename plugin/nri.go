@@ -10,7 +10,6 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	nrilog "github.com/containerd/nri/pkg/log"
 	"github.com/containerd/nri/pkg/stub"
-	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/verify"
 )
@@ -24,20 +23,6 @@ const (
 // PluginName is the name trustd registers with NRI; containerd's default
 // validator must list it in required_plugins for enforcement to fail closed.
 const PluginName = "trustd"
-
-// ImageStore looks up an image by name in containerd's image store and
-// returns its manifest (or index) digest and its config digest for this
-// platform. It supplies the facts when NRI does not (containerd < 2.4).
-type ImageStore interface {
-	ImageFacts(ctx context.Context, name string) (dgst, config digest.Digest, err error)
-}
-
-// ContainerImageStore is an ImageStore that can also check which image a
-// container's root filesystem was made from.
-type ContainerImageStore interface {
-	ImageStore
-	ContainerImageFacts(ctx context.Context, containerID, name string) (dgst, config digest.Digest, err error)
-}
 
 // NRIPlugin validates container creations. Its ValidateContainerAdjustment
 // returns an error (rejecting the creation) for every image that is not
@@ -107,78 +92,42 @@ func (p *NRIPlugin) Configure(ctx context.Context, config, runtime, version stri
 
 // CreateContainer decides on runtimes without NRI validation.
 func (p *NRIPlugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
-	return nil, nil, p.decideContainer(ctx, pod, ctr, "nri-create")
-}
-
-// ContainerFacts gathers the facts about a container from NRI's message,
-// falling back to containerd's image store for what NRI leaves out.
-func (p *NRIPlugin) ContainerFacts(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (verify.Facts, error) {
-	f := verify.Facts{Subject: verify.SubjectContainer}
-	if pod != nil {
-		f.Namespace = pod.GetNamespace()
-	}
-	if f.Namespace == "" {
-		f.Namespace = ctr.GetAnnotations()[AnnotationNamespace]
-	}
-	img := ctr.GetImage()
-	f.Image = ctr.GetAnnotations()[AnnotationImageName]
-	if f.Image == "" {
-		f.Image = img.GetName()
-	}
-	if f.Image == "" {
-		return f, fmt.Errorf("container %s has no image reference (no %s annotation and no image in the NRI message)", ctr.GetName(), AnnotationImageName)
-	}
-	if img != nil && img.GetConfigDigest() != "" {
-		f.ConfigDigest = digest.Digest(img.GetConfigDigest())
-		f.Digest = digest.Digest(img.GetDigest())
-		if err := f.ConfigDigest.Validate(); err != nil {
-			return f, fmt.Errorf("container %s: invalid image config digest from runtime: %w", ctr.GetName(), err)
-		}
-		if f.Digest != "" && f.Digest.Validate() != nil {
-			f.Digest = ""
-		}
-		return f, nil
-	}
-	if p.Images == nil {
-		return f, fmt.Errorf("container %s: the runtime gave no image digest and no image store is connected", ctr.GetName())
-	}
-	var dg, cfg digest.Digest
-	var err error
-	if cv, ok := p.Images.(ContainerImageStore); ok && ctr.GetId() != "" {
-		dg, cfg, err = cv.ContainerImageFacts(ctx, ctr.GetId(), f.Image)
-	} else {
-		dg, cfg, err = p.Images.ImageFacts(ctx, f.Image)
-	}
-	if err != nil {
-		return f, fmt.Errorf("container %s: looking up image %s in containerd's store: %w", ctr.GetName(), f.Image, err)
-	}
-	f.Digest, f.ConfigDigest = dg, cfg
-	return f, nil
+	return nil, nil, p.decideContainer(ctx, pod, ctr, nil, ViaNRICreate)
 }
 
 // ValidateContainerAdjustment implements NRI's validation hook: the
-// decision point, since NRI fails closed on its errors and time-outs.
+// decision point, since NRI fails closed on its errors and time-outs. The
+// mounts other plugins add are judged too.
 func (p *NRIPlugin) ValidateContainerAdjustment(ctx context.Context, req *api.ValidateContainerAdjustmentRequest) error {
-	return p.decideContainer(ctx, req.GetPod(), req.GetContainer(), "nri")
+	return p.decideContainer(ctx, req.GetPod(), req.GetContainer(), req.GetAdjust(), ViaNRI)
 }
 
-func (p *NRIPlugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, via string) error {
+func (p *NRIPlugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, adjust *api.ContainerAdjustment, via string) error {
+	return p.Judge(ctx, pod, ctr, adjust, via).Err()
+}
+
+// Judge decides on everything a container can run code from: its image,
+// then each image volume. Every decision is recorded; the first denial is
+// returned, or else the image's allow.
+func (p *NRIPlugin) Judge(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, adjust *api.ContainerAdjustment, via string) verify.Decision {
 	c := Context{Pod: pod.GetName(), Container: ctr.GetName(), Via: via}
-	f, err := p.ContainerFacts(ctx, pod, ctr)
-	if err != nil {
-		return p.factsError(f, c, err)
+	var first verify.Decision
+	for i, j := range ContainerImages(ctx, p.Images, pod, ctr, adjust) {
+		c.Volume = j.Volume
+		var d verify.Decision
+		if j.Err != nil {
+			d = p.Engine.Unjudged(ctx, ctr.GetAnnotations()[AnnotationImageName], pod.GetNamespace(), j.Volume, j.Err, c)
+		} else {
+			d = p.Engine.DecideAny(ctx, j.Candidates, c)
+		}
+		if !d.Allowed {
+			return d
+		}
+		if i == 0 {
+			first = d
+		}
 	}
-	return p.Engine.Decide(ctx, f, c).Err()
-}
-
-// factsError denies a container whose facts could not be gathered. (Out
-// of line: decideContainer's frame stays small; see verify.Decide.)
-//
-//go:noinline
-func (p *NRIPlugin) factsError(f verify.Facts, c Context, err error) error {
-	d := verify.Decision{Image: f.Image, Requested: f.Image, Namespace: f.Namespace, Signers: []string{}, Reason: "could not gather the image's facts: " + err.Error()}
-	p.Engine.log(f, d, c, 0)
-	return d.Err()
+	return first
 }
 
 // Synchronize implements NRI's synchronisation at (re)connection.

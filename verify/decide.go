@@ -103,6 +103,9 @@ type Decision struct {
 	Threshold int      `json:"threshold,omitempty"`
 	Namespace string   `json:"namespace,omitempty"`
 	Reason    string   `json:"reason"`
+	// Volume is the mount point of the image volume judged, when the image
+	// is mounted into a container as a volume rather than run as its image.
+	Volume string `json:"volume,omitempty"`
 	// Grace is set when the decision rests on expired timestamp or
 	// snapshot data used under offline_grace; it says so and until when.
 	Grace string `json:"grace,omitempty"`
@@ -131,6 +134,13 @@ func (d Decision) Message() string {
 		b.WriteString("trustd: allowed ")
 	default:
 		b.WriteString("trustd: denied ")
+	}
+	if d.Volume != "" {
+		b.WriteString("image volume ")
+		b.WriteString(d.Volume)
+		if d.Image != "" {
+			b.WriteString(" from ")
+		}
 	}
 	b.WriteString(d.Image)
 	switch {

@@ -133,13 +133,27 @@ func (n *Node) CreateContainer(podID string, podConfig *runtimeapi.PodSandboxCon
 // does once it has resolved ref. Given an imageID that ref does not name on
 // the node, it is a kubelet that raced a re-tag (or any other CRI client).
 func (n *Node) CreateContainerFromImageID(podID string, podConfig *runtimeapi.PodSandboxConfig, name, imageID, ref string) (string, error) {
+	return n.CreateContainerWith(podID, podConfig, name, &runtimeapi.ImageSpec{Image: imageID, UserSpecifiedImage: ref})
+}
+
+// ImageVolume is the CRI mount of an OCI image volume, as kubelet asks
+// for a pod volume `image: {reference: ref}` mounted at path.
+func ImageVolume(path, ref string) *runtimeapi.Mount {
+	return &runtimeapi.Mount{ContainerPath: path, Readonly: true, Image: &runtimeapi.ImageSpec{Image: ref}}
+}
+
+// CreateContainerWith creates a container named name in the pod with the
+// given image spec (any CRI client's: an image ID, a short ID, a name, a
+// UserSpecifiedImage of its choice) and mounts (image volumes among them).
+func (n *Node) CreateContainerWith(podID string, podConfig *runtimeapi.PodSandboxConfig, name string, image *runtimeapi.ImageSpec, mounts ...*runtimeapi.Mount) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	resp, err := n.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
 		PodSandboxId: podID,
 		Config: &runtimeapi.ContainerConfig{
 			Metadata: &runtimeapi.ContainerMetadata{Name: name},
-			Image:    &runtimeapi.ImageSpec{Image: imageID, UserSpecifiedImage: ref},
+			Image:    image,
+			Mounts:   mounts,
 			LogPath:  name + ".log",
 			Labels: map[string]string{
 				"io.kubernetes.container.name": name,
