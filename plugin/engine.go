@@ -40,6 +40,10 @@ type Engine struct {
 	Log *slog.Logger
 	// OnDecision, if set, is called after every decision (metrics).
 	OnDecision func(f verify.Facts, d verify.Decision, c Context, took time.Duration)
+
+	// repeats keeps refusals that repeat (kubelet retries a refused
+	// creation every 10–15 s) from flooding the log.
+	repeats repeats
 }
 
 // Swap installs a new snapshot.
@@ -78,7 +82,14 @@ const (
 	ViaNRI         = "nri"         // NRI validation (fail-closed)
 	ViaNRICreate   = "nri-create"  // NRI CreateContainer (containerd < 2.2)
 	ViaSynchronize = "synchronize" // the running containers, at (re)connection
+	ViaImageEvent  = "image-event" // an image arriving in containerd's store
 )
+
+// enforcing reports whether decisions made via via can refuse something
+// (a creation, a pull). The others judge what already exists (an image
+// that arrived, a running container) and are logged as verdicts, so that
+// a search for `"decision":"deny"` finds refusals only.
+func enforcing(via string) bool { return via != ViaImageEvent && via != ViaSynchronize }
 
 // Decide judges f against the current snapshot. Content lookups (to match
 // a config digest to a signed manifest) happen only when the digests alone
@@ -193,11 +204,18 @@ func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Dur
 	}
 	verdict := d.Verdict()
 	level := slog.LevelInfo
-	if verdict != "allow" {
+	msg, key := "decision", "decision"
+	switch {
+	case !enforcing(c.Via):
+		msg, key = "verdict", "verdict"
+	case verdict != "allow":
 		level = slog.LevelWarn
+		if !e.repeats.first(e.now(), c, d, e.Log) {
+			return
+		}
 	}
 	attrs := []slog.Attr{
-		slog.String("decision", verdict),
+		slog.String(key, verdict),
 		slog.String("image", d.Image),
 		slog.String("requested", f.Image),
 		slog.String("digest", string(d.Digest)),
@@ -216,5 +234,12 @@ func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Dur
 			attrs = append(attrs, slog.String("volume", c.Volume))
 		}
 	}
-	e.Log.LogAttrs(context.Background(), level, "decision", attrs...)
+	e.Log.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+func (e *Engine) now() time.Time {
+	if e.Now != nil {
+		return e.Now()
+	}
+	return time.Now()
 }

@@ -138,7 +138,7 @@ func (w *ImageWatcher) judge(ctx context.Context, name string, labels map[string
 		return
 	}
 	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.Target.Digest, ConfigDigest: cfg}
-	d := w.Engine.Decide(ctx, f, Context{Via: "image-event"})
+	d := w.Engine.Decide(ctx, f, Context{Via: ViaImageEvent})
 	verdict := "denied"
 	switch {
 	case d.Audit:

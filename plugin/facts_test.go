@@ -261,3 +261,8 @@ func configOf(s *fakeStore, name string) digest.Digest {
 	si, _ := s.Image(context.Background(), name)
 	return si.Config
 }
+
+// podIn is a pod sandbox named name in namespace "default".
+func podIn(name string) *api.PodSandbox {
+	return &api.PodSandbox{Id: name, Name: name, Namespace: "default"}
+}

@@ -179,8 +179,14 @@ to = %q
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
-		if _, err := td.WaitLog(decisionTimeout, `"via":"image-event"`, `"decision":"deny"`, other.repo(t)); err != nil {
+		if _, err := td.WaitLog(decisionTimeout, `"msg":"verdict"`, `"via":"image-event"`, `"verdict":"deny"`, other.repo(t)); err != nil {
 			t.Fatal(err)
+		}
+		// Nothing was refused: a search for refusals finds none.
+		for _, l := range strings.Split(td.Logs(), "\n") {
+			if strings.Contains(l, `"via":"image-event"`) && strings.Contains(l, `"decision":`) {
+				t.Errorf("an image event is logged as a decision: %s", l)
+			}
 		}
 	})
 
