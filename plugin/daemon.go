@@ -34,8 +34,10 @@ var ErrConfig = errors.New("configuration error")
 type Daemon struct {
 	ConfigPath string
 	Log        *slog.Logger
-	// ContainerdConfig is containerd's config file, checked at start for
-	// settings that let images through (DefaultContainerdConfig if empty).
+	// ContainerdConfig is containerd's config file, checked at start and
+	// on reload for settings that let images through; empty: the file of
+	// the containerd serving the policy's containerd_address, found from
+	// its command line (LocateContainerdConfig).
 	ContainerdConfig string
 	// Metrics, if set, records decisions, syncs and NRI state, served on
 	// the policy's metrics_address.
@@ -48,6 +50,10 @@ type Daemon struct {
 
 	mu           sync.Mutex
 	findings     []Finding
+	configFile   ConfigLocation
+	// registrationLogged: the findings about NRI registration (which the
+	// connection proves or disproves) were logged for this self-check.
+	registrationLogged bool
 	policyLoaded time.Time
 	reloadErr    string
 	reloadAt     time.Time
@@ -219,6 +225,7 @@ func (d *Daemon) nriLoop(ctx context.Context, socket string, up chan<- struct{})
 		if err != nil {
 			if first || backoff >= 5*time.Second {
 				d.Log.Warn("cannot register with NRI; retrying", "socket", socket, "error", err.Error())
+				d.logRegistration(false)
 			}
 			select {
 			case <-ctx.Done():
@@ -230,6 +237,7 @@ func (d *Daemon) nriLoop(ctx context.Context, socket string, up chan<- struct{})
 		}
 		backoff = 200 * time.Millisecond
 		d.setNRI(true)
+		d.logRegistration(true)
 		d.Log.Info("registered with NRI", "plugin", PluginName, "socket", socket, "runtime_nri", s.RuntimeNRIVersion())
 		if first {
 			up <- struct{}{}
@@ -258,26 +266,62 @@ func (d *Daemon) setNRI(up bool) {
 }
 
 // selfCheck reads containerd's configuration and warns loudly about every
-// setting that lets images through without trustd's verdict.
+// setting that lets images through. The findings that say trustd cannot
+// register with NRI are logged once the connection has proved or
+// disproved them (logRegistration).
 func (d *Daemon) selfCheck(p *policy.Policy) {
-	path := d.ContainerdConfig
-	if path == "" {
-		path = DefaultContainerdConfig
+	loc := LocateContainerdConfig(d.ContainerdConfig, p.Daemon.ContainerdAddress)
+	if loc.Known {
+		d.Log.Info("checking containerd's configuration", "path", loc.Path, "how", loc.How)
+	} else {
+		d.Log.Warn("checking containerd's default configuration", "path", loc.Path, "how", loc.How)
 	}
-	findings, err := CheckContainerdConfig(path, p.Daemon.NRISocket)
+	findings, err := CheckContainerdConfigAt(loc, p.Daemon.NRISocket)
 	if err != nil {
-		d.Log.Warn("could not check containerd's configuration", "path", path, "error", err.Error())
+		d.Log.Warn("could not check containerd's configuration", "path", loc.Path, "error", err.Error())
 	}
 	for _, f := range findings {
-		level := slog.LevelWarn
-		if f.Severity == SeverityError {
-			level = slog.LevelError
+		if !f.Registration {
+			d.logFinding(loc, f)
 		}
-		d.Log.Log(context.Background(), level, "containerd configuration lets images through", "path", path, "finding", f.String())
 	}
 	d.mu.Lock()
-	d.findings = findings
+	d.findings, d.configFile, d.registrationLogged = findings, loc, false
+	connected := d.nriConnected
 	d.mu.Unlock()
+	if connected {
+		d.logRegistration(true)
+	}
+}
+
+// logRegistration logs the self-check's findings about NRI registration,
+// once per self-check, as the connection (connected or not) shows them.
+func (d *Daemon) logRegistration(connected bool) {
+	d.mu.Lock()
+	if d.registrationLogged {
+		d.mu.Unlock()
+		return
+	}
+	d.registrationLogged = true
+	loc := d.configFile
+	var reg []Finding
+	for _, f := range d.findings {
+		if f.Registration {
+			reg = append(reg, f)
+		}
+	}
+	d.mu.Unlock()
+	for _, f := range Disproved(reg, connected, loc) {
+		d.logFinding(loc, f)
+	}
+}
+
+func (d *Daemon) logFinding(loc ConfigLocation, f Finding) {
+	level := slog.LevelWarn
+	if f.Severity == SeverityError {
+		level = slog.LevelError
+	}
+	d.Log.Log(context.Background(), level, "containerd configuration lets images through", "path", loc.Path, "finding", f.String())
 }
 
 // onSynchronize judges every running container at (re)connection and
@@ -495,7 +539,10 @@ type DaemonStatus struct {
 	Warnings     []string  `json:"warnings,omitempty"`
 	// ContainerdConfig lists settings of containerd's configuration that
 	// let images through without trustd's verdict.
-	ContainerdConfig []Finding       `json:"containerd_config,omitempty"`
+	ContainerdConfig []Finding `json:"containerd_config,omitempty"`
+	// ContainerdConfigFile is the file those findings are about, and how
+	// trustd knows containerd uses it.
+	ContainerdConfigFile *ConfigLocation `json:"containerd_config_file,omitempty"`
 	Containerd       string          `json:"containerd_version,omitempty"`
 	ContainerdErr    string          `json:"containerd_error,omitempty"`
 	Sources          []*SourceStatus `json:"sources"`
@@ -522,7 +569,7 @@ type SourceStatus struct {
 func (d *Daemon) Status(ctx context.Context) *DaemonStatus {
 	s := d.engine.Snapshot()
 	d.mu.Lock()
-	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince, NRIRuntime: d.nriRuntime, NRIMode: d.nriMode, ContainerdConfig: d.findings}
+	st := &DaemonStatus{Policy: s.Policy.File, Mode: string(s.Policy.Mode), PolicyLoaded: d.policyLoaded, ReloadError: d.reloadErr, ReloadAt: d.reloadAt, NRIConnected: d.nriConnected, NRISince: d.nriSince, NRIRuntime: d.nriRuntime, NRIMode: d.nriMode, ContainerdConfig: Disproved(d.findings, d.nriConnected, d.configFile), ContainerdConfigFile: &d.configFile}
 	d.mu.Unlock()
 	if st.NRIMode == ModeCreate {
 		st.Warnings = append(st.Warnings, "this containerd has no NRI validation: trustd rejects in CreateContainer, where a plugin time-out or crash lets a container through (containerd 2.2 or later fails closed)")

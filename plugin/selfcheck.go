@@ -27,6 +27,10 @@ const (
 type Finding struct {
 	Severity string `json:"severity"`
 	Message  string `json:"message"`
+	// Registration is set on findings that mean trustd cannot register
+	// with NRI: a live NRI connection disproves them (the file read is
+	// then not the one containerd runs with).
+	Registration bool `json:"-"`
 }
 
 func (f Finding) String() string { return f.Severity + ": " + f.Message }
@@ -70,6 +74,24 @@ func CheckContainerdConfig(path, nriSocket string) ([]Finding, error) {
 	return checkContainerdConfig("", path, nriSocket)
 }
 
+// CheckContainerdConfigAt is CheckContainerdConfig of the file that
+// LocateContainerdConfig found, read in containerd's own file system.
+func CheckContainerdConfigAt(loc ConfigLocation, nriSocket string) ([]Finding, error) {
+	return checkContainerdConfig(loc.Root, loc.Path, nriSocket)
+}
+
+// Disproved returns findings as they stand once trustd knows whether it is
+// connected to NRI: while it is, every finding that says it cannot
+// register is false of the running containerd, and is replaced by one
+// warning that the file read is not the one containerd uses.
+func Disproved(findings []Finding, nriConnected bool, loc ConfigLocation) []Finding {
+	if !nriConnected || !slices.ContainsFunc(findings, func(f Finding) bool { return f.Registration }) {
+		return findings
+	}
+	out := slices.DeleteFunc(slices.Clone(findings), func(f Finding) bool { return f.Registration })
+	return append(out, Finding{Severity: SeverityWarning, Message: fmt.Sprintf("containerd configuration %s (%s) says trustd cannot register with NRI, yet trustd is connected: containerd runs with another configuration, and the findings about this file may not apply; point --containerd-config or TRUSTD_CONTAINERD_CONFIG at the file containerd uses", loc.Path, loc.How)})
+}
+
 // checkContainerdConfig is CheckContainerdConfig with every absolute path
 // (the configuration, its imports and bin_dir) taken under root (tests).
 func checkContainerdConfig(root, path, nriSocket string) ([]Finding, error) {
@@ -97,6 +119,13 @@ func (c *containerdChecker) add(sev, format string, args ...any) {
 	c.findings = append(c.findings, Finding{Severity: sev, Message: fmt.Sprintf(format, args...)})
 }
 func (c *containerdChecker) fail(format string, args ...any) { c.add(SeverityError, format, args...) }
+
+// failRegistration is fail for a setting that keeps trustd from
+// registering with NRI at all.
+func (c *containerdChecker) failRegistration(format string, args ...any) {
+	c.fail(format, args...)
+	c.findings[len(c.findings)-1].Registration = true
+}
 func (c *containerdChecker) warn(format string, args ...any) { c.add(SeverityWarning, format, args...) }
 
 // host maps a path of the node to the file system being read.
@@ -384,15 +413,15 @@ func sameSocket(a, b string) bool {
 func (c *containerdChecker) checkNRI(cfg *containerdConfig, nriSocket string) {
 	nri := fmt.Sprintf("plugins.'%s'", nriPluginID)
 	if slices.Contains(cfg.disabled, nriPluginID) {
-		c.fail("NRI is disabled (disabled_plugins lists %q): trustd never sees a container creation, so nothing is judged at creation; remove it from disabled_plugins", nriPluginID)
+		c.failRegistration("NRI is disabled (disabled_plugins lists %q): trustd never sees a container creation, so nothing is judged at creation; remove it from disabled_plugins", nriPluginID)
 		return
 	}
 	if off, _ := lookupBool(cfg.plugins, nriPluginID, "disable"); off {
-		c.fail("NRI is disabled (%s.disable = true): trustd never sees a container creation, so nothing is judged at creation; set disable = false", nri)
+		c.failRegistration("NRI is disabled (%s.disable = true): trustd never sees a container creation, so nothing is judged at creation; set disable = false", nri)
 		return
 	}
 	if closed, _ := lookupBool(cfg.plugins, nriPluginID, "disable_connections"); closed {
-		c.fail("NRI accepts no external plugins (%s.disable_connections = true): trustd cannot register; set disable_connections = false", nri)
+		c.failRegistration("NRI accepts no external plugins (%s.disable_connections = true): trustd cannot register; set disable_connections = false", nri)
 	}
 	if nriSocket == "" {
 		nriSocket = defaultNRISocket
@@ -402,7 +431,7 @@ func (c *containerdChecker) checkNRI(cfg *containerdConfig, nriSocket string) {
 		sock = defaultNRISocket
 	}
 	if !sameSocket(sock, nriSocket) {
-		c.fail("NRI listens on %s (%s.socket_path) but trustd connects to %s (daemon.nri_socket in the policy): trustd cannot register; make them equal", sock, nri, nriSocket)
+		c.failRegistration("NRI listens on %s (%s.socket_path) but trustd connects to %s (daemon.nri_socket in the policy): trustd cannot register; make them equal", sock, nri, nriSocket)
 	}
 	enabled, _ := lookupBool(cfg.plugins, nriPluginID, "default_validator", "enable")
 	if !enabled {

@@ -261,7 +261,7 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("status", stderr)
 	jsonOut := fs.Bool("json", false, "JSON output")
-	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", plugin.DefaultContainerdConfig), "containerd's config file to check when no daemon runs")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file to check when no daemon runs (default: the running containerd's, from its command line, else "+plugin.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
@@ -287,11 +287,12 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 			return exitUsage, err
 		}
 		st.Sources = plugin.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
-		findings, err := plugin.CheckContainerdConfig(*ctrdCfg, p.Daemon.NRISocket)
+		loc := plugin.LocateContainerdConfig(*ctrdCfg, p.Daemon.ContainerdAddress)
+		findings, err := plugin.CheckContainerdConfigAt(loc, p.Daemon.NRISocket)
 		if err != nil {
-			fmt.Fprintf(stderr, "trustd status: could not check containerd's configuration: %v\n", err)
+			fmt.Fprintf(stderr, "trustd status: could not check containerd's configuration %s: %v\n", loc, err)
 		}
-		st.ContainerdConfig = findings
+		st.ContainerdConfig, st.ContainerdConfigFile = findings, &loc
 	}
 	if perr != nil {
 		fmt.Fprintf(stderr, "trustd status: the policy file does not load (the daemon keeps its last good policy): %v\n", perr)
@@ -312,6 +313,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		fmt.Fprintln(stdout, "daemon: not running (status from the cache)")
 	}
 	fmt.Fprintf(stdout, "policy: %s (mode %s)\n", st.Policy, st.Mode)
+	if l := st.ContainerdConfigFile; l != nil {
+		fmt.Fprintf(stdout, "containerd config file: %s\n", l)
+	}
 	for _, f := range st.ContainerdConfig {
 		fmt.Fprintf(stdout, "containerd config %s\n", f.String())
 	}

@@ -161,7 +161,7 @@ func daemonLogger(w io.Writer) *slog.Logger {
 
 func cmdRun(args []string, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("run", stderr)
-	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", plugin.DefaultContainerdConfig), "containerd's config file, checked at start for settings that let images through")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file, checked at start and on reload for settings that let images through (default: the running containerd's, from its command line, else "+plugin.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {

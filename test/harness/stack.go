@@ -154,8 +154,9 @@ func StartStack(t TB, opts StackOptions) *Stack {
 		Registries:        []string{s.Registry},
 		Debug:             opts.Debug,
 	})
-	// trustd checks this node's containerd configuration, not the host's.
-	s.Env = append(s.Env, "TRUSTD_CONTAINERD_CONFIG="+s.Node.ConfigPath)
+	// trustd finds this node's containerd configuration from the command
+	// line of the containerd serving the policy's address (no
+	// TRUSTD_CONTAINERD_CONFIG), as it does on k3s or RKE2 nodes.
 	mode := opts.Mode
 	if mode == "" {
 		mode = "enforce"
