@@ -48,22 +48,22 @@ type Daemon struct {
 	ctrd    *Containerd
 	control *ControlServer
 
-	mu           sync.Mutex
-	findings     []Finding
-	configFile   ConfigLocation
+	mu         sync.Mutex
+	findings   []Finding
+	configFile ConfigLocation
 	// registrationLogged: the findings about NRI registration (which the
 	// connection proves or disproves) were logged for this self-check.
 	registrationLogged bool
-	policyLoaded time.Time
-	reloadErr    string
-	reloadAt     time.Time
-	nriConnected bool
-	nriSince     time.Time
-	lastSyncLoop time.Time
-	refreshed    map[string]refreshed
-	nriRuntime   string
-	nriMode      NRIMode
-	syncNow      chan struct{}
+	policyLoaded       time.Time
+	reloadErr          string
+	reloadAt           time.Time
+	nriConnected       bool
+	nriSince           time.Time
+	lastSyncLoop       time.Time
+	refreshed          map[string]refreshed
+	nriRuntime         string
+	nriMode            NRIMode
+	syncNow            chan struct{}
 }
 
 // Run runs the daemon until ctx is done. It returns an error wrapping
@@ -543,9 +543,9 @@ type DaemonStatus struct {
 	// ContainerdConfigFile is the file those findings are about, and how
 	// trustd knows containerd uses it.
 	ContainerdConfigFile *ConfigLocation `json:"containerd_config_file,omitempty"`
-	Containerd       string          `json:"containerd_version,omitempty"`
-	ContainerdErr    string          `json:"containerd_error,omitempty"`
-	Sources          []*SourceStatus `json:"sources"`
+	Containerd           string          `json:"containerd_version,omitempty"`
+	ContainerdErr        string          `json:"containerd_error,omitempty"`
+	Sources              []*SourceStatus `json:"sources"`
 }
 
 // SourceStatus is one source's state in the status.
