@@ -30,7 +30,16 @@ const (
 // before it is loaded, from the cache only: one verdict per image and
 // name it would be loaded as. An image the archive has tampered with,
 // lacks content of, or gives no name is denied.
-func verifyArchive(l *plugin.Local, path, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+//
+// asName, if set, is the reference an image without a name is loaded as
+// (`ctr images import --index-name`); the archive must then hold exactly
+// one such image.
+func verifyArchive(l *plugin.Local, path, asName, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+	if asName != "" {
+		if _, err := policy.ParseRef(asName); err != nil {
+			return exitUsage, fmt.Errorf("--name: %w", err)
+		}
+	}
 	for _, e := range l.LoadErrors {
 		fmt.Fprintf(stderr, "trustd verify: warning: %v\n", e)
 	}
@@ -57,6 +66,18 @@ func verifyArchive(l *plugin.Local, path, namespace string, jsonOut bool, stdout
 		return exitDenied, nil
 	}
 
+	if asName != "" {
+		unnamed := 0
+		for i := range a.Images {
+			if len(a.Images[i].Names) == 0 {
+				a.Images[i].Names = []string{asName}
+				unnamed++
+			}
+		}
+		if unnamed != 1 {
+			return exitUsage, fmt.Errorf("--name %s: archive %s holds %d images without a name; --name names exactly one", asName, path, unnamed)
+		}
+	}
 	e := archiveEngine(l, a)
 	code := exitOK
 	for _, img := range a.Images {
@@ -128,6 +149,7 @@ func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, 
 		if len(img.Tags) > 0 {
 			reason = fmt.Sprintf("the archive names this image only by the tag %q, without a repository; trustd judges images by the reference they are loaded as", img.Tags[0])
 		}
+		reason += " (give it with --name REF, as it will be loaded with `ctr images import --index-name REF`)"
 		if problems != "" {
 			reason += "; " + problems
 		}

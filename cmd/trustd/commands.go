@@ -101,6 +101,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 	ns := fs.String("namespace", "", "judge as a container in this Kubernetes namespace (default: as a pull, allowed if some namespace would allow it)")
 	jsonOut := fs.Bool("json", false, "one JSON object per image")
 	archive := fs.String("archive", "", "judge every image in a docker save or OCI layout tar")
+	asName := fs.String("name", "", "with --archive: the reference an image the archive gives no name is loaded as (as `ctr images import --index-name REF`)")
 	images, err := parseInterleaved(fs, args)
 	if err != nil {
 		return exitUsage, err
@@ -113,7 +114,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if err != nil {
 			return exitUsage, err
 		}
-		return verifyArchive(l, *archive, *ns, *jsonOut, stdout, stderr)
+		return verifyArchive(l, *archive, *asName, *ns, *jsonOut, stdout, stderr)
 	}
 	if len(images) == 0 {
 		return exitUsage, usageError{"usage: trustd verify [--namespace NS] [--json] IMAGE..."}
