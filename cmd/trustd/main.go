@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/trustd/trustd/plugin"
@@ -44,15 +46,17 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if filepath.Base(args[0]) == plugin.VerifierName {
 		return runVerifier(args[1:], stdin, stdout, stderr)
 	}
+	global, args, err := leadingOptions(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "trustd: %v\n\n%s", err, usage)
+		return exitUsage
+	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	cmd, rest := args[1], args[2:]
-	var (
-		code int
-		err  error
-	)
+	cmd, rest := args[1], withOptions(args[1], args[2:], global)
+	var code int
 	switch cmd {
 	case "run":
 		code, err = cmdRun(rest, stderr)
@@ -96,7 +100,57 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return code
 }
 
-const usage = `usage: trustd COMMAND [--config PATH] [options]
+// globalOptions are the options that may come before the command as well
+// as after it: `trustd --config PATH COMMAND` is `trustd COMMAND --config PATH`.
+var globalOptions = []string{"config", "containerd-config"}
+
+// leadingOptions takes the global options that come before the command out
+// of args (args[0] is the program).
+func leadingOptions(args []string) (opts, rest []string, err error) {
+	rest = []string{args[0]}
+	i := 1
+	for ; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "-h" || a == "--help" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !slices.Contains(globalOptions, name) {
+			return nil, nil, fmt.Errorf("unknown option %q before the command (only --config and --containerd-config may come first)", a)
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, nil, fmt.Errorf("option %s needs a value", a)
+			}
+			i++
+			value = args[i]
+		}
+		opts = append(opts, "--"+name+"="+value)
+	}
+	return opts, append(rest, args[i:]...), nil
+}
+
+// withOptions puts the leading global options where cmd's flag parsing
+// reads them: after the command, or after its verb (policy check, cache
+// export). --containerd-config goes only to the commands that take it.
+func withOptions(cmd string, rest, opts []string) []string {
+	if len(opts) == 0 {
+		return rest
+	}
+	var take []string
+	for _, o := range opts {
+		if strings.HasPrefix(o, "--containerd-config=") && cmd != "run" && cmd != "status" {
+			continue
+		}
+		take = append(take, o)
+	}
+	if (cmd == "policy" || cmd == "cache") && len(rest) > 0 {
+		return slices.Concat(rest[:1], take, rest[1:])
+	}
+	return slices.Concat(take, rest)
+}
+
+const usage = `usage: trustd [--config PATH] COMMAND [options]
 
 Commands:
   run                         the daemon: NRI plugin, background sync, control socket
