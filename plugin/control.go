@@ -13,33 +13,13 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/trustd/trustd/verify"
 )
 
-// controlRequest is a decision request on the control socket.
-type controlRequest struct {
-	Subject      string        `json:"subject"` // "pull", "container", "check"
-	Image        string        `json:"image"`
-	Namespace    string        `json:"namespace,omitempty"`
-	Digest       digest.Digest `json:"digest,omitempty"`
-	ConfigDigest digest.Digest `json:"config_digest,omitempty"`
-}
-
-func parseSubject(s string) verify.Subject {
-	switch s {
-	case "pull":
-		return verify.SubjectPull
-	case "container":
-		return verify.SubjectContainer
-	}
-	return verify.SubjectCheck
-}
-
 // ControlServer serves the control socket: a Unix socket, mode 0600, for
-// root only. It answers decisions from the daemon's memory (the verifier
-// uses it so that a pull needs no cache load) and the daemon's status.
+// root only. It answers relayed pulls from the daemon's memory (POST
+// pullgate.Path: a pull needs no cache load), the daemon's status, and
+// requests to sync or reload the cache.
 type ControlServer struct {
 	Engine *Engine
 	Status func(ctx context.Context) any
@@ -76,8 +56,7 @@ func (c *ControlServer) Listen(path string) error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /v1/decide", c.decide)
-	mux.HandleFunc("POST /v1/verifier", c.verifier)
+	mux.HandleFunc("POST "+VerifierPath, c.verifier)
 	mux.HandleFunc("GET /v1/status", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, c.Status(r.Context()))
 	})
@@ -111,16 +90,6 @@ func (c *ControlServer) Close() error {
 	err := c.srv.Shutdown(ctx)
 	os.Remove(c.ln.Addr().String())
 	return err
-}
-
-func (c *ControlServer) decide(w http.ResponseWriter, r *http.Request) {
-	var req controlRequest
-	if err := json.NewDecoder(io.LimitReader(r.Body, 64<<10)).Decode(&req); err != nil {
-		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
-		return
-	}
-	f := verify.Facts{Subject: parseSubject(req.Subject), Image: req.Image, Namespace: req.Namespace, Digest: req.Digest, ConfigDigest: req.ConfigDigest}
-	writeJSON(w, c.judge(r.Context(), f, "control:"+req.Subject))
 }
 
 // judge decides f from memory and records the decision. A denied pull may
@@ -164,14 +133,6 @@ func (c *ControlClient) client() *http.Client {
 			return d.DialContext(ctx, "unix", c.Socket)
 		}},
 	}
-}
-
-// Decide asks the daemon for a decision.
-func (c *ControlClient) Decide(ctx context.Context, f verify.Facts) (verify.Decision, error) {
-	body, _ := json.Marshal(controlRequest{Subject: f.Subject.String(), Image: f.Image, Namespace: f.Namespace, Digest: f.Digest, ConfigDigest: f.ConfigDigest})
-	var d verify.Decision
-	err := c.do(ctx, http.MethodPost, "/v1/decide", body, &d)
-	return d, err
 }
 
 // Get fetches a JSON document (status, sync) from the daemon into v.

@@ -12,52 +12,34 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 )
 
 // The pull gate relayed over the control socket: the trustd-verifier
-// executable (cmd/trustd-verifier, standard library only, so that it
-// starts in about a millisecond) sends what containerd gave it to
-// POST VerifierPath and prints the answer. The daemon runs RunVerifier on
-// it, the code `trustd trustd-verifier` runs, so the two cannot disagree
-// on arguments, standard input, the reason printed or the exit code.
+// executable and `trustd trustd-verifier` send what containerd gave them
+// to POST pullgate.Path (pullgate.Relay) and print the answer. The daemon
+// runs RunVerifier on it, the code `trustd trustd-verifier` runs without a
+// daemon, so the two cannot disagree on arguments, standard input, the
+// reason printed or the exit code.
 const (
 	// VerifierPath is the control socket's endpoint for a relayed pull gate.
-	VerifierPath = "/v1/verifier"
+	VerifierPath = pullgate.Path
 	// VerifierExitHeader carries the exit code of a relayed pull gate; the
 	// response body is its standard output.
-	VerifierExitHeader = "Trustd-Exit"
+	VerifierExitHeader = pullgate.ExitHeader
 )
 
-// maxVerifierCall bounds a VerifierCall on the wire: the policy file and
-// the descriptor, base64-encoded, and the arguments.
-const maxVerifierCall = 2*(policy.MaxSize+maxVerifierStdin) + 1<<20
-
-// VerifierCall is one run of the pull gate, relayed: the arguments and
-// standard input containerd gave the trustd-verifier executable, and the
-// policy file it was pointed at ($TRUSTD_CONFIG), whose control socket it
-// dialled. The JSON form is the wire format of POST VerifierPath; []byte
-// fields are base64, so hostile bytes arrive unchanged.
-type VerifierCall struct {
-	Args  [][]byte `json:"args"`
-	Stdin []byte   `json:"stdin,omitempty"`
-	// StdinError is the error that ended reading standard input, if any.
-	StdinError string `json:"stdin_error,omitempty"`
-	// Config is the policy file's path, Policy its content (at most
-	// policy.MaxSize+1 bytes, as policy.Load reads it).
-	Config string `json:"config"`
-	Policy []byte `json:"policy"`
-	// Socket is the control socket the verifier read in Policy and dialled.
-	Socket string `json:"socket"`
-}
+// VerifierCall is one run of the pull gate, relayed (pullgate.Call).
+type VerifierCall = pullgate.Call
 
 // verifier answers a relayed pull gate. As `trustd trustd-verifier` does,
 // it judges the policy file first: one that does not validate blocks the
 // pull, even though the daemon decides with the last good policy it runs.
 func (c *ControlServer) verifier(w http.ResponseWriter, r *http.Request) {
 	var call VerifierCall
-	if err := json.NewDecoder(io.LimitReader(r.Body, maxVerifierCall)).Decode(&call); err != nil {
+	if err := json.NewDecoder(io.LimitReader(r.Body, pullgate.MaxCall)).Decode(&call); err != nil {
 		http.Error(w, "bad request: "+err.Error(), http.StatusBadRequest)
 		return
 	}

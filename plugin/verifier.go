@@ -11,6 +11,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/verify"
 )
 
@@ -18,10 +19,10 @@ import (
 // the trustd-verifier executable (cmd/trustd-verifier), and the subcommand
 // and argv[0] under which the trustd binary speaks containerd's image
 // verifier protocol itself.
-const VerifierName = "trustd-verifier"
+const VerifierName = pullgate.Name
 
 // maxVerifierStdin bounds the descriptor read from standard input.
-const maxVerifierStdin = 64 << 10
+const maxVerifierStdin = pullgate.MaxStdin
 
 // VerifierRequest is a pull, as containerd's bindir image verifier
 // describes it: `-name REF -digest DIGEST -stdin-media-type TYPE`, with the
@@ -102,7 +103,7 @@ func RunVerifier(ctx context.Context, args []string, stdin io.Reader, stdout io.
 	}
 	d, err := decide(ctx, req.Facts())
 	if err != nil {
-		fmt.Fprintf(stdout, "trustd: denied %s (%s): could not decide: %s\n", sanitize(req.Name), req.Digest, sanitize(err.Error()))
+		io.WriteString(stdout, pullgate.Undecided(req.Name, string(req.Digest), err.Error()))
 		return 1
 	}
 	fmt.Fprintln(stdout, sanitize(d.Message()))
@@ -112,19 +113,5 @@ func RunVerifier(ctx context.Context, args []string, stdin io.Reader, stdout io.
 	return 1
 }
 
-// sanitize makes hostile text safe for one log or terminal line: control
-// characters are escaped.
-func sanitize(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\n' || r == '\r' || r == '\t':
-			b.WriteByte(' ')
-		case r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0):
-			fmt.Fprintf(&b, "\\x%02x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
-}
+// sanitize makes hostile text safe for one line.
+func sanitize(s string) string { return pullgate.Sanitize(s) }

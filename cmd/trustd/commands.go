@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/plugin"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
@@ -359,25 +362,31 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 }
 
 // runVerifier is trustd invoked as trustd-verifier by containerd on every
-// pull. It asks the running daemon (fast, from memory) and falls back to
-// loading the cache itself; it blocks the pull when it cannot decide.
+// pull (or run by the trustd-verifier executable when no daemon answers).
+// A pull has one protocol: the daemon, when one listens, runs the gate on
+// the relayed call (pullgate.Relay) as the trustd-verifier executable asks
+// it; otherwise trustd decides from the cache itself, with the same code.
+// It blocks the pull when it cannot decide.
 func runVerifier(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cfg := os.Getenv("TRUSTD_CONFIG")
-	if cfg == "" {
-		cfg = DefaultConfig
+	cfg := pullgate.ConfigPath()
+	deadline := time.Now().Add(pullgate.Deadline)
+	r, err := pullgate.Relay(args, stdin, cfg, deadline)
+	if err == nil {
+		stdout.Write(r.Output)
+		return r.Code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	if !errors.Is(err, pullgate.ErrNoDaemon) {
+		fmt.Fprintf(stderr, "trustd %s: the daemon did not answer (%v); deciding from the cache\n", pullgate.Name, err)
+	}
+	if r.StdinRead {
+		stdin = bytes.NewReader(r.Stdin)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	decide := func(ctx context.Context, f verify.Facts) (verify.Decision, error) {
 		p, err := plugin.LoadPolicy(cfg)
 		if err != nil {
 			return verify.Decision{}, err
-		}
-		if p.Daemon.ControlSocket != "" {
-			c := &plugin.ControlClient{Socket: p.Daemon.ControlSocket, Timeout: 3 * time.Second}
-			if d, err := c.Decide(ctx, f); err == nil {
-				return d, nil
-			}
 		}
 		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {

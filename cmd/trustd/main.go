@@ -20,6 +20,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/plugin"
 )
 
@@ -31,7 +32,7 @@ const (
 
 // DefaultConfig is the policy file used when neither --config nor
 // TRUSTD_CONFIG is given.
-const DefaultConfig = "/etc/trustd/policy.toml"
+const DefaultConfig = pullgate.DefaultConfig
 
 func main() {
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))

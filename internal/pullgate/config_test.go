@@ -1,4 +1,4 @@
-package main
+package pullgate
 
 import (
 	"encoding/json"
@@ -16,13 +16,13 @@ func TestControlSocket(t *testing.T) {
 		name, toml string
 		want       string // "" with ok false
 	}{
-		{"no daemon table", "version = 1\n", defaultSocket},
-		{"daemon table without the key", "version = 1\n[daemon]\ncache_dir = \"/x\"\n", defaultSocket},
+		{"no daemon table", "version = 1\n", DefaultSocket},
+		{"daemon table without the key", "version = 1\n[daemon]\ncache_dir = \"/x\"\n", DefaultSocket},
 		{"basic string", "[daemon]\ncontrol_socket = \"/run/a.sock\"\n", "/run/a.sock"},
 		{"literal string, comment, CRLF", "[daemon]\r\n  control_socket='/run/b.sock' # here\r\n", "/run/b.sock"},
 		{"dotted key at the top", "version = 1\ndaemon.control_socket = \"/run/c.sock\"\n", "/run/c.sock"},
 		{"quoted key parts", "[ \"daemon\" ]\n'control_socket' = \"/run/d.sock\"\n", "/run/d.sock"},
-		{"in another table", "[[source]]\ncontrol_socket = \"/no\"\n[daemon]\n", defaultSocket},
+		{"in another table", "[[source]]\ncontrol_socket = \"/no\"\n[daemon]\n", DefaultSocket},
 		{"after multi-line arrays and inline tables", `version = 1
 [[rule]]
 images = [

@@ -1,4 +1,4 @@
-package main
+package pullgate
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -112,39 +113,48 @@ func (c *conn) readAll() ([]byte, error) {
 	}
 }
 
-// relayCall is plugin.VerifierCall.
-type relayCall struct {
-	args     []string
-	stdin    []byte
-	stdinErr string
-	config   string
-	policy   []byte
-	socket   string
+// Call is one run of the pull gate, relayed: the arguments and standard
+// input containerd gave the verifier, and the policy file it was pointed at
+// ($TRUSTD_CONFIG), whose control socket it dialled. Its JSON form is the
+// body of POST Path; []byte fields are base64, so hostile bytes arrive
+// unchanged. The daemon decodes it with encoding/json; AppendJSON encodes
+// it without (TestCallJSON holds the two together).
+type Call struct {
+	Args  [][]byte `json:"args"`
+	Stdin []byte   `json:"stdin,omitempty"`
+	// StdinError is the error that ended reading standard input, if any.
+	StdinError string `json:"stdin_error,omitempty"`
+	// Config is the policy file's path, Policy its content (at most
+	// MaxPolicy+1 bytes, as the daemon's policy loader reads it).
+	Config string `json:"config"`
+	Policy []byte `json:"policy"`
+	// Socket is the control socket the verifier read in Policy and dialled.
+	Socket string `json:"socket"`
 }
 
-// body is the call as plugin.VerifierCall's JSON: bytes in base64, so that
-// they arrive unchanged.
-func (r *relayCall) body() []byte {
-	b := make([]byte, 0, 256+base64.StdEncoding.EncodedLen(len(r.policy)+len(r.stdin)))
+// AppendJSON appends the call's JSON form to b, as encoding/json writes it
+// (but for omitted empty fields).
+func (r *Call) AppendJSON(b []byte) []byte {
+	b = slices.Grow(b, 256+base64.StdEncoding.EncodedLen(len(r.Policy)+len(r.Stdin)))
 	b = append(b, `{"args":[`...)
-	for i, a := range r.args {
+	for i, a := range r.Args {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendBase64(b, []byte(a))
+		b = appendBase64(b, a)
 	}
 	b = append(b, `],"stdin":`...)
-	b = appendBase64(b, r.stdin)
-	if r.stdinErr != "" {
+	b = appendBase64(b, r.Stdin)
+	if r.StdinError != "" {
 		b = append(b, `,"stdin_error":`...)
-		b = appendString(b, r.stdinErr)
+		b = appendString(b, r.StdinError)
 	}
 	b = append(b, `,"config":`...)
-	b = appendString(b, r.config)
+	b = appendString(b, r.Config)
 	b = append(b, `,"policy":`...)
-	b = appendBase64(b, r.policy)
+	b = appendBase64(b, r.Policy)
 	b = append(b, `,"socket":`...)
-	b = appendString(b, r.socket)
+	b = appendString(b, r.Socket)
 	return append(b, '}')
 }
 
@@ -172,12 +182,12 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// relay sends the call (POST /v1/verifier, one HTTP/1.1 request on its own
+// relay sends the call (POST Path, one HTTP/1.1 request on its own
 // connection) and returns the daemon's exit code and standard output.
-func (c *conn) relay(r relayCall) (int, []byte, error) {
-	body := r.body()
+func (c *conn) relay(r *Call) (int, []byte, error) {
+	body := r.AppendJSON(nil)
 	req := make([]byte, 0, 160+len(body))
-	req = append(req, "POST /v1/verifier HTTP/1.1\r\nHost: trustd\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
+	req = append(req, "POST "+Path+" HTTP/1.1\r\nHost: trustd\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: "...)
 	req = strconv.AppendInt(req, int64(len(body)), 10)
 	req = append(req, "\r\n\r\n"...)
 	req = append(req, body...)
@@ -196,7 +206,7 @@ func (c *conn) relay(r relayCall) (int, []byte, error) {
 }
 
 // parseResponse reads the daemon's HTTP/1.1 response: 200 with the exit
-// code in the Trustd-Exit header (plugin.VerifierExitHeader) and standard
+// code in the ExitHeader header and standard
 // output as the body, whose length Content-Length gives.
 func parseResponse(resp []byte) (int, []byte, error) {
 	head, body, ok := bytes.Cut(resp, []byte("\r\n\r\n"))
@@ -222,7 +232,7 @@ func parseResponse(resp []byte) (int, []byte, error) {
 			length = n
 		case "transfer-encoding":
 			return 0, nil, fmt.Errorf("unexpected Transfer-Encoding %q", v)
-		case "trustd-exit":
+		case strings.ToLower(ExitHeader):
 			code = v
 		}
 	}
@@ -233,7 +243,7 @@ func parseResponse(resp []byte) (int, []byte, error) {
 		body = body[:length]
 	}
 	if status == "404" {
-		return 0, nil, fmt.Errorf("%w: HTTP 404: %s", errNotServed, bytes.TrimSpace(body))
+		return 0, nil, fmt.Errorf("%w: HTTP 404: %s", ErrNotServed, bytes.TrimSpace(body))
 	}
 	if status != "200" {
 		return 0, nil, fmt.Errorf("HTTP %s: %s", status, bytes.TrimSpace(body))
@@ -247,6 +257,6 @@ func parseResponse(resp []byte) (int, []byte, error) {
 	return 0, nil, fmt.Errorf("answer without a valid Trustd-Exit header (%q): is the daemon older than this verifier?", code)
 }
 
-// errNotServed means the daemon does not serve the relay: an older trustd
+// ErrNotServed means the daemon does not serve the relay: an older trustd
 // still running after an upgrade installed this verifier.
-var errNotServed = errors.New("the daemon does not relay pulls")
+var ErrNotServed = errors.New("the daemon does not relay pulls")

@@ -1,9 +1,6 @@
-package main
+package pullgate
 
 import "bytes"
-
-// defaultSocket is policy.DefaultControlSocket.
-const defaultSocket = "/run/trustd/trustd.sock"
 
 // controlSocket returns daemon.control_socket of a policy file, as the
 // daemon's strict TOML decoder reads it, for the forms a policy file uses
@@ -16,7 +13,7 @@ const defaultSocket = "/run/trustd/trustd.sock"
 //
 // It does not validate the file: the daemon parses the same bytes strictly
 // and checks that they name the socket they were sent to
-// (plugin.VerifierCall).
+// (Call).
 func controlSocket(data []byte) (string, bool) {
 	if bytes.Contains(data, []byte(`"""`)) || bytes.Contains(data, []byte(`'''`)) {
 		return "", false
@@ -78,7 +75,7 @@ func controlSocket(data []byte) (string, bool) {
 		}
 	}
 	if !found {
-		return defaultSocket, true
+		return DefaultSocket, true
 	}
 	return sock, true
 }
