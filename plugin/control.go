@@ -94,7 +94,7 @@ func (c *ControlServer) Close() error {
 
 // judge decides f from memory and records the decision. A denied pull may
 // first fetch the repository's trust data (Refresh) and be decided again.
-func (c *ControlServer) judge(ctx context.Context, f verify.Facts, via string) verify.Decision {
+func (c *ControlServer) judge(ctx context.Context, f verify.Facts, via Via) verify.Decision {
 	start := time.Now()
 	d := c.Engine.decide(ctx, f)
 	if !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil {

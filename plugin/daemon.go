@@ -99,7 +99,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if d.Metrics != nil {
 		d.engine.OnDecision = func(f verify.Facts, dec verify.Decision, c Context, took time.Duration) {
-			d.Metrics.ObserveDecision(f, dec, c.Via, took)
+			d.Metrics.ObserveDecision(f, dec, string(c.Via), took)
 		}
 	}
 	d.engine.Swap(&Snapshot{Policy: p, Index: ix})

@@ -74,22 +74,30 @@ type Context struct {
 	// Volume is the mount point of the image volume judged; "" for the
 	// container's own image.
 	Volume string
-	Via    string // one of the Via constants, or "verifier", "event", "cli"…
+	Via    Via
 }
 
-// Where a container decision came from.
+// Via says which path asked for a decision: logged as "via" and a label of
+// the decision metrics.
+type Via string
+
+// The paths that ask for decisions.
 const (
-	ViaNRI         = "nri"         // NRI validation (fail-closed)
-	ViaNRICreate   = "nri-create"  // NRI CreateContainer (containerd < 2.2)
-	ViaSynchronize = "synchronize" // the running containers, at (re)connection
-	ViaImageEvent  = "image-event" // an image arriving in containerd's store
+	ViaNRI         Via = "nri"          // NRI validation (fail-closed)
+	ViaNRICreate   Via = "nri-create"   // NRI CreateContainer (containerd < 2.2)
+	ViaSynchronize Via = "synchronize"  // the running containers, at (re)connection
+	ViaImageEvent  Via = "image-event"  // an image arriving in containerd's store
+	ViaPull        Via = "control:pull" // the pull gate, relayed to the daemon
+	ViaLocal       Via = "local"        // the pull gate or a check without a daemon
+	ViaCLI         Via = "cli"          // trustd verify
+	ViaArchive     Via = "archive"      // trustd verify --archive
 )
 
 // enforcing reports whether decisions made via via can refuse something
 // (a creation, a pull). The others judge what already exists (an image
 // that arrived, a running container) and are logged as verdicts, so that
 // a search for `"decision":"deny"` finds refusals only.
-func enforcing(via string) bool { return via != ViaImageEvent && via != ViaSynchronize }
+func enforcing(via Via) bool { return via != ViaImageEvent && via != ViaSynchronize }
 
 // Decide judges f against the current snapshot. Content lookups (to match
 // a config digest to a signed manifest) happen only when the digests alone
@@ -208,14 +216,14 @@ func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Dur
 	switch {
 	case !enforcing(c.Via):
 		msg, key = "verdict", "verdict"
-	case verdict != "allow":
+	case verdict != verify.Allow:
 		level = slog.LevelWarn
 		if !e.repeats.first(e.now(), c, d, e.Log) {
 			return
 		}
 	}
 	attrs := []slog.Attr{
-		slog.String(key, verdict),
+		slog.String(key, string(verdict)),
 		slog.String("image", d.Image),
 		slog.String("requested", f.Image),
 		slog.String("digest", string(d.Digest)),
@@ -225,7 +233,7 @@ func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Dur
 		slog.String("source", d.Source),
 		slog.Any("signers", d.Signers),
 		slog.String("reason", d.Reason),
-		slog.String("via", c.Via),
+		slog.String("via", string(c.Via)),
 		slog.Duration("took", took),
 	}
 	if f.Subject == verify.SubjectContainer {

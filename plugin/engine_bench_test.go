@@ -93,7 +93,7 @@ func BenchmarkEngineDecide(b *testing.B) {
 				}
 				e.Swap(snap)
 				ctx := context.Background()
-				pc := plugin.Context{Pod: "web-7d9c", Container: "app", Via: "nri"}
+				pc := plugin.Context{Pod: "web-7d9c", Container: "app", Via: plugin.ViaNRI}
 				facts := gen.Samples(b, c, 2048, func(f verify.Facts) verify.Decision { return e.Decide(ctx, f, pc) })
 				lat := gen.NewLatencies(1 << 20)
 				b.ReportAllocs()

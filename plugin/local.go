@@ -58,7 +58,7 @@ func OpenLocalPolicy(p *policy.Policy, log *slog.Logger) (*Local, error) {
 
 // Decide decides from the local snapshot.
 func (l *Local) Decide(ctx context.Context, f verify.Facts) (verify.Decision, error) {
-	return l.Engine.Decide(ctx, f, Context{Via: "local"}), nil
+	return l.Engine.Decide(ctx, f, Context{Via: ViaLocal}), nil
 }
 
 // SyncResult is one source's outcome of Local.Sync.

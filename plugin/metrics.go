@@ -124,7 +124,7 @@ func (m *Metrics) Handler() http.Handler { return m.handler }
 // asked ("nri", "control:pull", "cli", ...); when empty, it is taken from the
 // facts' subject ("container", "pull" or "check").
 func (m *Metrics) ObserveDecision(f verify.Facts, d verify.Decision, via string, took time.Duration) {
-	verdict := d.Verdict()
+	verdict := string(d.Verdict())
 	rule := d.Rule
 	if rule == "" {
 		rule = NoRuleLabel

@@ -102,14 +102,14 @@ func (p *NRIPlugin) ValidateContainerAdjustment(ctx context.Context, req *api.Va
 	return p.decideContainer(ctx, req.GetPod(), req.GetContainer(), req.GetAdjust(), ViaNRI)
 }
 
-func (p *NRIPlugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, adjust *api.ContainerAdjustment, via string) error {
+func (p *NRIPlugin) decideContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, adjust *api.ContainerAdjustment, via Via) error {
 	return p.Judge(ctx, pod, ctr, adjust, via).Err()
 }
 
 // Judge decides on everything a container can run code from: its image,
 // then each image volume. Every decision is recorded; the first denial is
 // returned, or else the image's allow.
-func (p *NRIPlugin) Judge(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, adjust *api.ContainerAdjustment, via string) verify.Decision {
+func (p *NRIPlugin) Judge(ctx context.Context, pod *api.PodSandbox, ctr *api.Container, adjust *api.ContainerAdjustment, via Via) verify.Decision {
 	c := Context{Pod: pod.GetName(), Container: ctr.GetName(), Via: via}
 	var first verify.Decision
 	for i, j := range ContainerImages(ctx, p.Images, pod, ctr, adjust) {

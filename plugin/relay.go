@@ -59,7 +59,7 @@ func (c *ControlServer) verifier(w http.ResponseWriter, r *http.Request) {
 		if p.Daemon.ControlSocket != call.Socket {
 			return verify.Decision{}, fmt.Errorf("%w: %s names the control socket %s, but the verifier asked %s", ErrConfig, call.Config, p.Daemon.ControlSocket, call.Socket)
 		}
-		return c.judge(ctx, f, "control:pull"), nil
+		return c.judge(ctx, f, ViaPull), nil
 	}
 	var out bytes.Buffer
 	code := RunVerifier(r.Context(), args, stdin, &out, decide)

@@ -42,7 +42,7 @@ type repeats struct {
 // in full (the first of its kind, or one forgotten). When it is a repeat
 // due for a summary, it writes the summary to log.
 func (rs *repeats) first(now time.Time, c Context, d verify.Decision, log *slog.Logger) bool {
-	k := repeatKey{d.Verdict(), c.Via, c.Pod, c.Container, c.Volume, d.Image, d.Reason}
+	k := repeatKey{string(d.Verdict()), string(c.Via), c.Pod, c.Container, c.Volume, d.Image, d.Reason}
 	rs.mu.Lock()
 	full, due, snap := rs.note(now, k)
 	rs.mu.Unlock()

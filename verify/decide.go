@@ -111,16 +111,25 @@ type Decision struct {
 	Grace string `json:"grace,omitempty"`
 }
 
-// Verdict is the decision in one word, as logged and counted: "allow",
-// "deny", or "audit" (allowed, but would be denied).
-func (d Decision) Verdict() string {
+// Verdict is a decision in one word, as logged and counted.
+type Verdict string
+
+// The verdicts.
+const (
+	Allow Verdict = "allow"
+	Deny  Verdict = "deny"
+	Audit Verdict = "audit" // allowed, but would be denied
+)
+
+// Verdict is the decision in one word.
+func (d Decision) Verdict() Verdict {
 	switch {
 	case d.Audit:
-		return "audit"
+		return Audit
 	case d.Allowed:
-		return "allow"
+		return Allow
 	}
-	return "deny"
+	return Deny
 }
 
 // Message is the decision as one line for a person: for a denial it names

@@ -169,7 +169,7 @@ func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, 
 // decideArchiveImage decides an intact image under one name. An index
 // that is not itself signed is allowed when every platform it brings is.
 func decideArchiveImage(ctx context.Context, e *plugin.Engine, img archive.Image, name, namespace string) verify.Decision {
-	pc := plugin.Context{Via: "archive"}
+	pc := plugin.Context{Via: plugin.ViaArchive}
 	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest}
 	if namespace != "" {
 		f.Subject, f.Namespace = verify.SubjectContainer, namespace

@@ -138,7 +138,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if ref, err := policy.ParseRef(img); err == nil {
 			f.Digest = ref.Digest
 		}
-		d := l.Engine.Decide(context.Background(), f, plugin.Context{Via: "cli"})
+		d := l.Engine.Decide(context.Background(), f, plugin.Context{Via: plugin.ViaCLI})
 		if !d.Allowed {
 			code = exitDenied
 		}
