@@ -132,6 +132,10 @@ func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, 
 		if namespace != "" {
 			d.Namespace = namespace
 		}
+		// Recorded like every decision (log and metrics), though made
+		// here: the archive itself is what denies.
+		f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest, Namespace: namespace}
+		e.Record(f, d, plugin.Context{Via: plugin.ViaArchive}, 0)
 		return d
 	}
 	var problems string
