@@ -66,7 +66,7 @@ bench() {
 }
 
 bench 1-decide ./verify 'BenchmarkDecide$|BenchmarkDecideParts$' "$(iters 1s 200ms)" "$COUNT"
-bench 2-engine ./plugin 'BenchmarkEngineDecide$' "$(iters 1s 200ms)" "$COUNT"
+bench 2-engine ./plugin/engine 'BenchmarkEngineDecide$' "$(iters 1s 200ms)" "$COUNT"
 bench 3-verifier-daemon ./cmd/trustd 'BenchmarkVerifierExec$/^daemon' "$(iters 100x 20x)" "$COUNT"
 bench 4-verifier-nodaemon ./cmd/trustd 'BenchmarkVerifierExec$/^no-daemon' "$(iters 3x 1x)" "$SLOW_COUNT"
 bench 5-coldstart ./cache 'BenchmarkColdStart$' "$(iters 2x 1x)" "$SLOW_COUNT"

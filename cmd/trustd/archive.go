@@ -10,10 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trustd/trustd/plugin/engine"
+	"github.com/trustd/trustd/plugin/local"
+
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/term"
 
-	"github.com/trustd/trustd/plugin"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 	"github.com/trustd/trustd/verify/archive"
@@ -34,7 +36,7 @@ const (
 // asName, if set, is the reference an image without a name is loaded as
 // (`ctr images import --index-name`); the archive must then hold exactly
 // one such image.
-func verifyArchive(l *plugin.Local, path, asName, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+func verifyArchive(l *local.Local, path, asName, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
 	if asName != "" {
 		if _, err := policy.ParseRef(asName); err != nil {
 			return exitUsage, fmt.Errorf("--name: %w", err)
@@ -98,12 +100,12 @@ func verifyArchive(l *plugin.Local, path, asName, namespace string, jsonOut bool
 // archiveEngine is l's engine with the archive's own manifests and indexes
 // (content-addressed, verified) as a first source of content, so that a
 // signed manifest or index the archive holds can be matched to its configs.
-func archiveEngine(l *plugin.Local, a *archive.Archive) *plugin.Engine {
-	readers := []plugin.BlobReader{archiveBlobs{a}}
+func archiveEngine(l *local.Local, a *archive.Archive) *engine.Engine {
+	readers := []engine.BlobReader{archiveBlobs{a}}
 	if l.Engine.Resolver != nil {
 		readers = append(readers, l.Engine.Resolver.Readers...)
 	}
-	e := &plugin.Engine{Resolver: &plugin.Resolver{Readers: readers}, Log: l.Engine.Log, Now: l.Engine.Now}
+	e := &engine.Engine{Resolver: &engine.Resolver{Readers: readers}, Log: l.Engine.Log, Now: l.Engine.Now}
 	e.Swap(l.Engine.Snapshot())
 	return e
 }
@@ -120,7 +122,7 @@ func (b archiveBlobs) ReadBlob(_ context.Context, d digest.Digest) ([]byte, erro
 
 // judgeArchiveImage decides one image of an archive under each of its
 // names (names that normalise to the same reference are judged once).
-func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, img archive.Image, namespace string) []verify.Decision {
+func judgeArchiveImage(ctx context.Context, e *engine.Engine, p *policy.Policy, img archive.Image, namespace string) []verify.Decision {
 	deny := func(name, reason string) verify.Decision {
 		d := verify.Decision{Image: name, Requested: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest, Signers: []string{}, Reason: reason}
 		if name == "" {
@@ -135,7 +137,7 @@ func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, 
 		// Recorded like every decision (log and metrics), though made
 		// here: the archive itself is what denies.
 		f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest, Namespace: namespace}
-		e.Record(f, d, plugin.Context{Via: plugin.ViaArchive}, 0)
+		e.Record(f, d, engine.Context{Via: engine.ViaArchive}, 0)
 		return d
 	}
 	var problems string
@@ -172,8 +174,8 @@ func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, 
 
 // decideArchiveImage decides an intact image under one name. An index
 // that is not itself signed is allowed when every platform it brings is.
-func decideArchiveImage(ctx context.Context, e *plugin.Engine, img archive.Image, name, namespace string) verify.Decision {
-	pc := plugin.Context{Via: plugin.ViaArchive}
+func decideArchiveImage(ctx context.Context, e *engine.Engine, img archive.Image, name, namespace string) verify.Decision {
+	pc := engine.Context{Via: engine.ViaArchive}
 	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest}
 	if namespace != "" {
 		f.Subject, f.Namespace = verify.SubjectContainer, namespace

@@ -13,8 +13,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/trustd/trustd/plugin/control"
+	"github.com/trustd/trustd/plugin/engine"
+	"github.com/trustd/trustd/plugin/gate"
+	"github.com/trustd/trustd/plugin/local"
+	"github.com/trustd/trustd/plugin/selfcheck"
+	"github.com/trustd/trustd/plugin/status"
+
 	"github.com/trustd/trustd/internal/pullgate"
-	"github.com/trustd/trustd/plugin"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 	"github.com/trustd/trustd/verify/notary"
@@ -26,20 +32,20 @@ func quietLogger(w io.Writer) *slog.Logger {
 
 // daemonClient returns a client for the running daemon's control socket,
 // or nil when no daemon answers there.
-func daemonClient(p *policy.Policy) *plugin.ControlClient {
+func daemonClient(p *policy.Policy) *control.ControlClient {
 	return daemonClientAt(p.Daemon.ControlSocket)
 }
 
 // daemonClientAt is daemonClient for a socket path.
-func daemonClientAt(socket string) *plugin.ControlClient {
+func daemonClientAt(socket string) *control.ControlClient {
 	if socket == "" {
 		return nil
 	}
 	if _, err := os.Stat(socket); err != nil {
 		return nil
 	}
-	c := &plugin.ControlClient{Socket: socket, Timeout: 2 * time.Second}
-	var st plugin.DaemonStatus
+	c := &control.ControlClient{Socket: socket, Timeout: 2 * time.Second}
+	var st status.DaemonStatus
 	if err := c.Get(context.Background(), "GET", "/v1/status", &st); err != nil {
 		return nil
 	}
@@ -55,20 +61,20 @@ func cmdSync(args []string, stdout, stderr io.Writer) (int, error) {
 	} else if len(pos) > 0 {
 		return exitUsage, usageError{"sync takes no arguments"}
 	}
-	p, err := plugin.LoadPolicy(*cfg)
+	p, err := local.LoadPolicy(*cfg)
 	if err != nil {
 		return exitUsage, err
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	var results []plugin.SyncResult
+	var results []status.SyncResult
 	if c := daemonClient(p); c != nil {
 		// The daemon syncs, so its in-memory index is refreshed too.
 		if err := c.Get(ctx, "POST", "/v1/sync", &results); err != nil {
 			return exitDenied, err
 		}
 	} else {
-		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		l, err := local.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
@@ -113,7 +119,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if len(images) > 0 {
 			return exitUsage, usageError{"--archive takes no image arguments"}
 		}
-		l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+		l, err := local.OpenLocal(*cfg, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
@@ -122,7 +128,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 	if len(images) == 0 {
 		return exitUsage, usageError{"usage: trustd verify [--namespace NS] [--json] IMAGE..."}
 	}
-	l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+	l, err := local.OpenLocal(*cfg, quietLogger(stderr))
 	if err != nil {
 		return exitUsage, err
 	}
@@ -138,7 +144,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if ref, err := policy.ParseRef(img); err == nil {
 			f.Digest = ref.Digest
 		}
-		d := l.Engine.Decide(context.Background(), f, plugin.Context{Via: plugin.ViaCLI})
+		d := l.Engine.Decide(context.Background(), f, engine.Context{Via: engine.ViaCLI})
 		if !d.Allowed {
 			code = exitDenied
 		}
@@ -161,7 +167,7 @@ func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
 	if len(repos) == 0 {
 		return exitUsage, usageError{"usage: trustd inspect [--json] REPOSITORY..."}
 	}
-	l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+	l, err := local.OpenLocal(*cfg, quietLogger(stderr))
 	if err != nil {
 		return exitUsage, err
 	}
@@ -265,16 +271,16 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("status", stderr)
 	jsonOut := fs.Bool("json", false, "JSON output")
-	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file to check when no daemon runs (default: the running containerd's, from its command line, else "+plugin.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file to check when no daemon runs (default: the running containerd's, from its command line, else "+selfcheck.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
 		return exitUsage, usageError{"status takes no arguments"}
 	}
-	p, perr := plugin.LoadPolicy(*cfg)
-	st := &plugin.DaemonStatus{}
+	p, perr := local.LoadPolicy(*cfg)
+	st := &status.DaemonStatus{}
 	running := false
-	socket := plugin.ControlSocketOf(*cfg)
+	socket := local.ControlSocketOf(*cfg)
 	if p != nil {
 		st.Policy, st.Mode, socket = p.File, string(p.Mode), p.Daemon.ControlSocket
 	}
@@ -286,13 +292,13 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	} else if perr != nil {
 		return exitUsage, perr
 	} else {
-		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		l, err := local.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
-		st.Sources = plugin.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
-		loc := plugin.LocateContainerdConfig(*ctrdCfg, p.Daemon.ContainerdAddress)
-		findings, err := plugin.CheckContainerdConfigAt(loc, p.Daemon.NRISocket)
+		st.Sources = status.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
+		loc := selfcheck.LocateContainerdConfig(*ctrdCfg, p.Daemon.ContainerdAddress)
+		findings, err := selfcheck.CheckContainerdConfigAt(loc, p.Daemon.NRISocket)
 		if err != nil {
 			fmt.Fprintf(stderr, "trustd status: could not check containerd's configuration %s: %v\n", loc, err)
 		}
@@ -303,7 +309,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	if *jsonOut {
 		type withDaemon struct {
-			*plugin.DaemonStatus
+			*status.DaemonStatus
 			DaemonRunning bool `json:"daemon_running"`
 		}
 		return exitOK, json.NewEncoder(stdout).Encode(withDaemon{st, running})
@@ -384,17 +390,17 @@ func runVerifier(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	decide := func(ctx context.Context, f verify.Facts) (verify.Decision, error) {
-		p, err := plugin.LoadPolicy(cfg)
+		p, err := local.LoadPolicy(cfg)
 		if err != nil {
 			return verify.Decision{}, err
 		}
-		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		l, err := local.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return verify.Decision{}, err
 		}
 		return l.Decide(ctx, f)
 	}
-	return plugin.RunVerifier(ctx, args, stdin, stdout, decide)
+	return gate.RunVerifier(ctx, args, stdin, stdout, decide)
 }
 
 // printNotaryKeys prints a Notary repository's keys as `docker trust

@@ -20,8 +20,13 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/trustd/trustd/plugin/daemon"
+	"github.com/trustd/trustd/plugin/engine"
+	"github.com/trustd/trustd/plugin/gate"
+	"github.com/trustd/trustd/plugin/metrics"
+	"github.com/trustd/trustd/plugin/selfcheck"
+
 	"github.com/trustd/trustd/internal/pullgate"
-	"github.com/trustd/trustd/plugin"
 )
 
 const (
@@ -44,7 +49,7 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if filepath.Base(args[0]) == plugin.VerifierName {
+	if filepath.Base(args[0]) == gate.VerifierName {
 		return runVerifier(args[1:], stdin, stdout, stderr)
 	}
 	global, args, err := leadingOptions(args)
@@ -73,7 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code, err = cmdStatus(rest, stdout, stderr)
 	case "cache":
 		code, err = cmdCache(rest, stdin, stdout, stderr)
-	case plugin.VerifierName:
+	case gate.VerifierName:
 		return runVerifier(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -91,7 +96,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		fmt.Fprintf(stderr, "trustd %s: %v\n", cmd, err)
-		if errors.Is(err, plugin.ErrConfig) {
+		if errors.Is(err, engine.ErrConfig) {
 			return exitUsage
 		}
 		if code == exitOK {
@@ -216,7 +221,7 @@ func daemonLogger(w io.Writer) *slog.Logger {
 
 func cmdRun(args []string, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("run", stderr)
-	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file, checked at start and on reload for settings that let images through (default: the running containerd's, from its command line, else "+plugin.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file, checked at start and on reload for settings that let images through (default: the running containerd's, from its command line, else "+selfcheck.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
@@ -234,7 +239,7 @@ func cmdRun(args []string, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitUsage, err
 	}
-	d := &plugin.Daemon{ConfigPath: *cfg, Log: log, ContainerdConfig: *ctrdCfg, Metrics: plugin.NewMetrics()}
+	d := &daemon.Daemon{ConfigPath: *cfg, Log: log, ContainerdConfig: *ctrdCfg, Metrics: metrics.NewMetrics()}
 	if err := d.Run(ctx); err != nil {
 		log.Error("trustd failed", "error", err.Error())
 		return exitDenied, err
