@@ -406,4 +406,3 @@ func FuzzTUFResolution(f *testing.F) {
 		checkDiff(t, genDiffGraph(in))
 	})
 }
-
