@@ -295,7 +295,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 		return
 	}
 	rt, ok := si.Lookup(ref.Repo)
-	if !ok || rt.NumTags() == 0 {
+	if !ok || rt.NumTags() == 0 && rt.NumDenied() == 0 {
 		notSigned(d, ref.Repo, r.Source)
 		return
 	}
@@ -315,7 +315,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	if ref.Tag != "" {
 		tv, ok := rt.Tag(ref.Tag)
 		if !ok {
-			tagNotSigned(d, ref.Tag, ref.Repo)
+			tagNotSigned(d, rt, ref.Tag, ref.Repo)
 			return
 		}
 		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold)
@@ -367,7 +367,11 @@ func notSigned(d *Decision, repo, source string) {
 }
 
 //go:noinline
-func tagNotSigned(d *Decision, tag, repo string) {
+func tagNotSigned(d *Decision, rt RepoView, tag, repo string) {
+	if why, ok := rt.Denied(tag); ok {
+		d.Reason = fmt.Sprintf("tag %q of %s is refused: %s", tag, repo, why)
+		return
+	}
 	d.Reason = fmt.Sprintf("tag %q of %s is not signed", tag, repo)
 }
 
@@ -419,6 +423,10 @@ func allTags(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []stri
 	}
 	if len(cands) == 0 {
 		d.Reason = fmt.Sprintf("no tag of %s is signed by %s", ref.Repo, describeSigners(signers, threshold))
+		if n := rt.NumDenied(); n > 0 {
+			tag, why := rt.DeniedAt(0)
+			d.Reason += fmt.Sprintf("; %d tags are refused (tag %q: %s)", n, tag, why)
+		}
 		return
 	}
 	match(d, ref, f, cands)
