@@ -28,8 +28,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Fragments of trustd's reasons the scenarios rely on (see
-// ARCHITECTURE.md, "Command line" and the e2e contract).
+// Fragments of trustd's reasons the scenarios rely on (the README's
+// "Command line" and docs/SECURITY.md).
 const (
 	fragTrustd    = "trustd:"
 	fragDenied    = "denied"
