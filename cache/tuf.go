@@ -254,7 +254,11 @@ func (s *TUFSource) derive(tm *trustedmetadata.TrustedMetadata, del verify.TUFDe
 	for _, r := range repos {
 		r.Problems = problems
 	}
-	return &derivedIndex{Key: key, Version: versionOf(tm, del), Verified: verified, Trust: verify.NewTrust(repos)}
+	d := &derivedIndex{Key: key, Version: versionOf(tm, del), Verified: verified, Trust: verify.NewTrust(repos)}
+	if failed := verify.FailedTUFRoles(tm, del); len(failed) > 0 {
+		d.Extra, _ = json.Marshal(failed)
+	}
+	return d
 }
 
 // versionOf summarises what verified metadata rests on.
@@ -273,6 +277,13 @@ func versionOf(tm *trustedmetadata.TrustedMetadata, del verify.TUFDelegations) s
 func (s *TUFSource) indexOf(d *derivedIndex) *verify.SourceIndex {
 	si := verify.NewSourceIndexOf(s.Name, "tuf", d.Trust)
 	si.Version, si.Updated = d.Version, d.Verified
+	if len(d.Extra) > 0 {
+		// Written by derive from verified metadata; a derived index is
+		// believed only while its key matches the bundle (derived.go).
+		if err := json.Unmarshal(d.Extra, &si.Failed); err != nil {
+			si.Failed = nil
+		}
+	}
 	return si
 }
 

@@ -3,14 +3,17 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/test/harness"
 	"github.com/trustd/trustd/verify"
 )
@@ -226,4 +229,51 @@ func TestTUFFailedRefreshKeepsVerifiedSteps(t *testing.T) {
 			t.Errorf("the progress file must go once a refresh completes: %v", err)
 		}
 	})
+}
+
+// TestTUFFailedRoleNamedForUnlistedTags: a tag that no usable role lists
+// but that lies in the paths of a role that could not be used is denied
+// naming that role (the role may sign it), whether its repository has
+// other signed tags or none; from a sync and after a restart that loads
+// the derived index.
+func TestTUFFailedRoleNamedForUnlistedTags(t *testing.T) {
+	signed := diffRegistry + "/team/app:v1"
+	roles := []diffRole{
+		{name: metadata.TARGETS, key: 4, dels: []diffDeleg{
+			{child: "a", key: 0, paths: []string{diffRegistry + "/team/*"}},
+			{child: "b", key: 1, paths: []string{diffRegistry + "/team/app:v1"}},
+		}},
+		{name: "a", key: 3}, // signed with a key the delegation does not list
+		{name: "b", key: 1, targets: map[string]diffTarget{signed: {sum: sum("b")}}},
+	}
+	now := time.Now()
+	files, root := buildDiffRepo(t, roles, now)
+	src := &TUFSource{Name: "corp", URL: diffURL, Root: root, Dir: filepath.Join(t.TempDir(), "corp"), Fetcher: files}
+	res, err := src.Sync(context.Background(), now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loaded, err := src.Load() // from the derived index written by the sync
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse("policy.toml", []byte(fmt.Sprintf("version = 1\n[[source]]\nname = \"corp\"\nkind = \"tuf\"\nurl = %q\nroot = \"root.json\"\nrepositories = [\"%s/**\"]\n[[rule]]\nimages = [\"%s/**\"]\naction = \"verify\"\nsource = \"corp\"\n", diffURL, diffRegistry, diffRegistry)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ix := range []*verify.SourceIndex{res.Index, loaded} {
+		for _, tc := range []struct{ image, want string }{
+			{diffRegistry + "/team/app:v9", `tag "v9" of ` + diffRegistry + `/team/app is not signed by any role trustd could use: it is in the paths of delegated role a (delegated by targets)`},
+			{diffRegistry + "/team/other:1", diffRegistry + `/team/other is not signed: source "corp" has no trust data for it by any role trustd could use: it is in the paths of delegated role a`},
+			{diffRegistry + "/elsewhere/x:1", diffRegistry + `/elsewhere/x is not signed: source "corp" has no trust data for it`},
+		} {
+			d := verify.Decide(p, verify.NewIndex(ix), verify.Facts{Subject: verify.SubjectPull, Image: tc.image, Digest: digest.FromString("x")}, now)
+			if d.Allowed || !strings.Contains(d.Reason, tc.want) {
+				t.Errorf("%s: %s\nwant the reason to contain %q", tc.image, d.Message(), tc.want)
+			}
+			if strings.HasPrefix(tc.image, diffRegistry+"/elsewhere") && strings.Contains(d.Reason, "delegated role") {
+				t.Errorf("%s is outside role a's paths: %s", tc.image, d.Reason)
+			}
+		}
+	}
 }

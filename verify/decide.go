@@ -296,7 +296,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	}
 	rt, ok := si.Lookup(ref.Repo)
 	if !ok || rt.NumTags() == 0 && rt.NumDenied() == 0 {
-		notSigned(d, ref.Repo, r.Source)
+		notSigned(d, si, ref, r.Source)
 		return
 	}
 	if !fresh(p, r, si, rt, ref.Repo, d, now) {
@@ -315,7 +315,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	if ref.Tag != "" {
 		tv, ok := rt.Tag(ref.Tag)
 		if !ok {
-			tagNotSigned(d, rt, ref.Tag, ref.Repo)
+			tagNotSigned(d, si, rt, ref.Tag, ref.Repo)
 			return
 		}
 		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold)
@@ -362,17 +362,27 @@ func noTrustData(d *Decision, si *SourceIndex, source string) {
 }
 
 //go:noinline
-func notSigned(d *Decision, repo, source string) {
-	d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", repo, source)
+func notSigned(d *Decision, si *SourceIndex, ref *policy.Ref, source string) {
+	d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", ref.Repo, source)
+	inFailedRole(d, si, ref.Repo, ref.Tag)
 }
 
 //go:noinline
-func tagNotSigned(d *Decision, rt RepoView, tag, repo string) {
+func tagNotSigned(d *Decision, si *SourceIndex, rt RepoView, tag, repo string) {
 	if why, ok := rt.Denied(tag); ok {
 		d.Reason = fmt.Sprintf("tag %q of %s is refused: %s", tag, repo, why)
 		return
 	}
 	d.Reason = fmt.Sprintf("tag %q of %s is not signed", tag, repo)
+	inFailedRole(d, si, repo, tag)
+}
+
+// inFailedRole adds to an unsigned tag's reason the delegated role that
+// could not be used and whose paths cover it: the role may sign it.
+func inFailedRole(d *Decision, si *SourceIndex, repo, tag string) {
+	if f := failedRoleCovering(si, repo, tag); f != nil {
+		d.Reason += fmt.Sprintf(" by any role trustd could use: it is in the paths of delegated role %s (delegated by %s), which could not be used: %s", f.Role, f.Delegator, f.Why)
+	}
 }
 
 // fresh checks the expiry of the repository's trust data at now: false

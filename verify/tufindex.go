@@ -410,3 +410,116 @@ func matchClass(p []rune, i int, c rune) (ok bool, next int, valid bool) {
 	}
 	return ok != neg, j + 1, true
 }
+
+// FailedRole is a delegated role of a TUF source that could not be used
+// (its metadata failed to load or to verify under its delegator), with the
+// delegations that lead to it. A target name that every step of one of
+// its chains covers is in the role's paths: a search for it may have been
+// ended by the failure, so its denial names the role.
+type FailedRole struct {
+	Role      string `json:"role"`
+	Delegator string `json:"delegator"`
+	Why       string `json:"why"`
+	// Chains are the delegation paths from the top-level targets to the
+	// role, each a list of steps.
+	Chains [][]PathStep `json:"chains"`
+}
+
+// PathStep is one delegation's `paths` or `path_hash_prefixes`.
+type PathStep struct {
+	Paths        []string `json:"paths,omitempty"`
+	HashPrefixes []string `json:"hash_prefixes,omitempty"`
+}
+
+// Covers reports whether name is in the role's paths through one of its
+// chains.
+func (f *FailedRole) Covers(name string) bool {
+	for _, chain := range f.Chains {
+		if chainCovers(chain, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func chainCovers(chain []PathStep, name string) bool {
+	for i := range chain {
+		dr := metadata.DelegatedRole{Paths: chain[i].Paths, PathHashPrefixes: chain[i].HashPrefixes}
+		if !MatchTUFDelegation(&dr, name) {
+			return false
+		}
+	}
+	return true
+}
+
+// Bounds of FailedTUFRoles: failed roles reported, chains per role, steps
+// per chain.
+const (
+	maxFailedRoles  = 64
+	maxFailedChains = 16
+	maxChainSteps   = 32
+)
+
+// FailedTUFRoles lists the delegated roles that could not be used, each
+// with the chains of delegations (verified up to it) that lead to it, in
+// the order of a depth-first walk of the delegations; bounded. Succinct
+// hash bins are not followed (their paths are hash ranges, not patterns).
+func FailedTUFRoles(tm *trustedmetadata.TrustedMetadata, del TUFDelegations) []FailedRole {
+	res := &tufResolver{top: tm.Targets[metadata.TARGETS], del: del, edges: map[[2]string]error{}}
+	byRole := map[string]*FailedRole{}
+	var order []string
+	onPath := map[string]bool{metadata.TARGETS: true}
+	var walk func(role string, chain []PathStep)
+	walk = func(role string, chain []PathStep) {
+		t := res.meta(role)
+		if t == nil || t.Signed.Delegations == nil || len(chain) >= maxChainSteps {
+			return
+		}
+		for i := range t.Signed.Delegations.Roles {
+			dr := &t.Signed.Delegations.Roles[i]
+			step := append(chain[:len(chain):len(chain)], PathStep{Paths: dr.Paths, HashPrefixes: dr.PathHashPrefixes})
+			if err := res.edge(role, dr.Name); err != nil {
+				f := byRole[dr.Name]
+				if f == nil {
+					if len(order) >= maxFailedRoles {
+						continue
+					}
+					f = &FailedRole{Role: dr.Name, Delegator: role, Why: err.Error()}
+					byRole[dr.Name] = f
+					order = append(order, dr.Name)
+				}
+				if len(f.Chains) < maxFailedChains {
+					f.Chains = append(f.Chains, step)
+				}
+				continue
+			}
+			if onPath[dr.Name] {
+				continue
+			}
+			onPath[dr.Name] = true
+			walk(dr.Name, step)
+			onPath[dr.Name] = false
+		}
+	}
+	walk(metadata.TARGETS, nil)
+	out := make([]FailedRole, 0, len(order))
+	for _, r := range order {
+		out = append(out, *byRole[r])
+	}
+	return out
+}
+
+// failedRoleCovering is the first failed role of si whose paths cover the
+// target name repo:tag, if any.
+func failedRoleCovering(si *SourceIndex, repo, tag string) *FailedRole {
+	if si == nil || len(si.Failed) == 0 || tag == "" {
+		return nil
+	}
+	name := repo + ":" + tag
+	for i := range si.Failed {
+		if si.Failed[i].Covers(name) {
+			return &si.Failed[i]
+		}
+	}
+	return nil
+}
