@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -63,8 +64,20 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata) (map[string]*R
 			names[n] = struct{}{}
 		}
 	}
+	// Several names may be spellings of one image ("nginx:1",
+	// "docker.io/library/nginx:1", "REGISTRY.corp.example/app:1"): they are
+	// read in a fixed order, and a role that signs different digests under
+	// two spellings of one tag signs neither.
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	type roleTag struct{ repo, tag, role string }
+	spelled := map[roleTag]string{}
+	conflicts := map[roleTag]bool{}
 	repos := map[string]*Repo{}
-	for name := range names {
+	for _, name := range sorted {
 		roles := resolveTUF(tm, name)
 		if len(roles) == 0 {
 			continue
@@ -89,8 +102,30 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata) (map[string]*R
 			if r.Tags[tag] == nil {
 				r.Tags[tag] = RoleTargets{}
 			}
-			r.Tags[tag][role] = Target{Digest: digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h)), Length: tf.Length}
+			t := Target{Digest: digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h)), Length: tf.Length}
+			k := roleTag{repo, tag, role}
+			if first, ok := spelled[k]; ok {
+				if r.Tags[tag][role] != t && !conflicts[k] {
+					conflicts[k] = true
+					problems = append(problems, fmt.Sprintf("targets %q and %q of role %s name the same image %s:%s with different digests: neither counts", first, name, role, repo, tag))
+				}
+				continue
+			}
+			spelled[k] = name
+			r.Tags[tag][role] = t
 			r.Order[tag] = append(r.Order[tag], role)
+		}
+	}
+	for k := range conflicts {
+		r := repos[k.repo]
+		delete(r.Tags[k.tag], k.role)
+		r.Order[k.tag] = slices.DeleteFunc(r.Order[k.tag], func(role string) bool { return role == k.role })
+		if len(r.Tags[k.tag]) == 0 {
+			delete(r.Tags, k.tag)
+			delete(r.Order, k.tag)
+		}
+		if len(r.Tags) == 0 {
+			delete(repos, k.repo)
 		}
 	}
 	sort.Strings(problems)
