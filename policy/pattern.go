@@ -17,7 +17,9 @@ import (
 // "docker.io/library/nginx", "library/*" is "docker.io/library/*" and
 // "docker.io/*" is "docker.io/library/*". A pattern whose first segment
 // contains a wildcard ("*/app", "**/app", "*.corp.example/**") is matched
-// against the whole normalised name, registry host included. `**` alone
+// against the whole normalised name, registry host included. The registry
+// host is in the canonical form of names (host.go): "REGISTRY.x.example:443/**"
+// is "registry.x.example/**", a host glob is lowercased. `**` alone
 // matches every repository. A pattern never contains a tag or a digest.
 //
 // A Pattern is immutable and safe for concurrent use; Match does not
