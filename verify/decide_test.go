@@ -211,6 +211,8 @@ func TestSplitTargetName(t *testing.T) {
 		{"127.0.0.1:5000/demo/hello:1.0", "127.0.0.1:5000/demo/hello", "1.0"},
 		{"docker.io/library/nginx:1.25", "docker.io/library/nginx", "1.25"},
 		{"nginx:latest", "docker.io/library/nginx", "latest"},
+		{"REGISTRY.corp.example:443/app:1", "registry.corp.example/app", "1"},
+		{"registry-1.docker.io/nginx:1", "docker.io/library/nginx", "1"},
 	} {
 		repo, tag, err := SplitTargetName(tc.in)
 		if err != nil || repo != tc.repo || tag != tc.tag {

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -92,6 +93,18 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata, del TUFDelegat
 			names[n] = struct{}{}
 		}
 	}
+	// Several names may be spellings of one image ("nginx:1",
+	// "docker.io/library/nginx:1", "REGISTRY.corp.example/app:1"): they are
+	// read in a fixed order, and a role that signs different digests under
+	// two spellings of one tag signs neither.
+	sorted := make([]string, 0, len(names))
+	for n := range names {
+		sorted = append(sorted, n)
+	}
+	sort.Strings(sorted)
+	type roleTag struct{ repo, tag, role string }
+	spelled := map[roleTag]string{}
+	conflicts := map[roleTag]bool{}
 	problems := map[string]bool{}
 	repos := map[string]*Repo{}
 	repoOf := func(repo string) *Repo {
@@ -102,7 +115,7 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata, del TUFDelegat
 		}
 		return r
 	}
-	for name := range names {
+	for _, name := range sorted {
 		roles, failed := res.resolve(name)
 		if len(roles) == 0 && failed == nil {
 			continue
@@ -132,8 +145,30 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata, del TUFDelegat
 			if r.Tags[tag] == nil {
 				r.Tags[tag] = RoleTargets{}
 			}
-			r.Tags[tag][role] = Target{Digest: digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h)), Length: tf.Length}
+			t := Target{Digest: digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h)), Length: tf.Length}
+			k := roleTag{repo, tag, role}
+			if first, ok := spelled[k]; ok {
+				if r.Tags[tag][role] != t && !conflicts[k] {
+					conflicts[k] = true
+					problems[fmt.Sprintf("targets %q and %q of role %s name the same image %s:%s with different digests: neither counts", first, name, role, repo, tag)] = true
+				}
+				continue
+			}
+			spelled[k] = name
+			r.Tags[tag][role] = t
 			r.Order[tag] = append(r.Order[tag], role)
+		}
+	}
+	for k := range conflicts {
+		r := repos[k.repo]
+		delete(r.Tags[k.tag], k.role)
+		r.Order[k.tag] = slices.DeleteFunc(r.Order[k.tag], func(role string) bool { return role == k.role })
+		if len(r.Tags[k.tag]) == 0 {
+			delete(r.Tags, k.tag)
+			delete(r.Order, k.tag)
+		}
+		if len(r.Tags) == 0 && len(r.Denied) == 0 {
+			delete(repos, k.repo)
 		}
 	}
 	for role, why := range del.Failed {
