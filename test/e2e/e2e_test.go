@@ -296,6 +296,24 @@ func (e *env) assertNoPlugin(t *testing.T, i image) {
 	}
 }
 
+// waitPlugin waits until a creation from i (an image trustd allows) is no
+// longer refused for a missing plugin, removing what it creates.
+func (e *env) waitPlugin(t *testing.T, i image) {
+	t.Helper()
+	deadline := time.Now().Add(decisionTimeout)
+	for {
+		id, err := e.create(t, i)
+		if err == nil {
+			_ = e.Node.RemoveContainer(id)
+			return
+		}
+		if !strings.Contains(err.Error(), fragNoPlugin) || time.Now().After(deadline) {
+			t.Fatalf("creation of %s: %v", i.ref, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // create creates a container from i in the shared pod, under a new name.
 func (e *env) create(t *testing.T, i image) (string, error) {
 	t.Helper()
