@@ -13,9 +13,14 @@ import (
 	"github.com/trustd/trustd/policy"
 )
 
-// DefaultNotarySigners are the roles whose signatures count for a Notary
-// source when a rule names none: Docker's order, delegation first.
-var DefaultNotarySigners = []string{"targets/releases", "targets"}
+// defaultNotarySigners are the roles whose signatures count for a Notary
+// source when a rule names none: Docker's order, delegation first. (An
+// array: no caller can change what Decide reads.)
+var defaultNotarySigners = [...]string{"targets/releases", "targets"}
+
+// DefaultNotarySigners returns the roles whose signatures count for a
+// Notary source when a rule names none, in Docker's order.
+func DefaultNotarySigners() []string { return slices.Clone(defaultNotarySigners[:]) }
 
 // ErrDenied is matched (errors.Is) by every *DeniedError.
 var ErrDenied = errors.New("trustd: image denied")
@@ -304,7 +309,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	}
 	signers := r.Signers
 	if len(signers) == 0 && si.Kind == "notary" {
-		signers = DefaultNotarySigners
+		signers = defaultNotarySigners[:]
 	}
 	threshold := r.Threshold
 	if threshold < 1 {
@@ -324,7 +329,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 			return
 		}
 		d.SignedDigest = sd
-		d.Signers = roles
+		d.Signers = slices.Clone(roles) // the caller's own: roles is the index's
 		one := [1]tagDigest{{ref.Tag, sd, roles}}
 		match(d, ref, f, one[:])
 		return
@@ -618,7 +623,7 @@ func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) int {
 func allow(d *Decision, ref *policy.Ref, c *tagDigest, how string) {
 	d.Allowed = true
 	d.SignedDigest = c.dgst
-	d.Signers = c.roles
+	d.Signers = slices.Clone(c.roles) // the caller's own: roles may be the index's
 	if d.Digest == "" {
 		d.Digest = c.dgst
 	}

@@ -375,3 +375,33 @@ source = "corp"
 		}
 	})
 }
+
+// TestDecisionSignersAreTheCallers: a caller that changes a decision's
+// Signers changes nothing the next decision reads.
+func TestDecisionSignersAreTheCallers(t *testing.T) {
+	p, err := policy.Parse("policy.toml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ix := testIndex(now.Add(24 * time.Hour))
+	for _, image := range []string{"registry.example.com/apps/web:1.0", "docker.io/library/nginx:1.25", "docker.io/team/app:agree"} {
+		f := Facts{Subject: SubjectPull, Image: image}
+		first := Decide(p, ix, f, now)
+		if !first.Allowed || len(first.Signers) == 0 {
+			t.Fatalf("%s: %s", image, first.Message())
+		}
+		want := strings.Join(first.Signers, ",")
+		for i := range first.Signers {
+			first.Signers[i] = "mallory"
+		}
+		if again := Decide(p, ix, f, now); strings.Join(again.Signers, ",") != want {
+			t.Errorf("%s: signers %v after the caller changed its copy, want %s", image, again.Signers, want)
+		}
+	}
+	d := DefaultNotarySigners()
+	d[0] = "mallory"
+	if DefaultNotarySigners()[0] != "targets/releases" {
+		t.Error("DefaultNotarySigners can be changed by a caller")
+	}
+}
