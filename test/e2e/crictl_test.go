@@ -23,7 +23,7 @@ import (
 func TestCrictl(t *testing.T) {
 	harness.Prereqs(t)
 	harness.CrictlPrereqs(t)
-	start := time.Now()
+	start, top := time.Now(), t
 	s := harness.StartStack(t, harness.StackOptions{})
 	signed := newImage(t, s, "demo/hello:1.0", "signed image running")
 	unsigned := newImage(t, s, "demo/unsigned:1.0", "unsigned image running")
@@ -149,7 +149,7 @@ func TestCrictl(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		s.StartTrustd(t)
+		s.StartTrustd(top) // runs on after this step
 		deadline = time.Now().Add(decisionTimeout)
 		for {
 			res := c.Run(t, "create", podID, cfg, podConfig)
