@@ -24,21 +24,7 @@ func TestCrictl(t *testing.T) {
 	harness.Prereqs(t)
 	harness.CrictlPrereqs(t)
 	start, top := time.Now(), t
-	s := harness.StartStack(t, harness.StackOptions{})
-	signed := newImage(t, s, "demo/hello:1.0", "signed image running")
-	unsigned := newImage(t, s, "demo/unsigned:1.0", "unsigned image running")
-	sideloaded := newImage(t, s, "demo/sideloaded:1.0", "side-loaded unsigned image running")
-	_, manifest := harness.Push(t, signed.ref, signed.img)
-	s.TUF.SetTarget(signed.ref, manifest)
-	harness.Push(t, unsigned.ref, unsigned.img)
-	if err := s.TUF.Publish(); err != nil {
-		t.Fatal(err)
-	}
-	s.Sync(t)
-	s.StartTrustd(t)
-	tar := filepath.Join(t.TempDir(), "sideloaded.tar")
-	harness.DockerSaveTar(t, tar, map[string]v1.Image{sideloaded.ref: sideloaded.img})
-	s.Node.ImportArchive(t, tar, sideloaded.ref)
+	s, signed, unsigned, sideloaded := startClientStack(t)
 	c := harness.NewCrictl(t, s.Node)
 	podConfig := c.PodConfig(t, "crictl", "default")
 	var podID string
@@ -162,6 +148,29 @@ func TestCrictl(t *testing.T) {
 			time.Sleep(200 * time.Millisecond)
 		}
 	})
+}
+
+// startClientStack starts the node the client tests drive, with trustd
+// running and three images: signed (pushed and signed), unsigned (pushed)
+// and sideloaded (unsigned, imported from a docker save tar).
+func startClientStack(t *testing.T) (s *harness.Stack, signed, unsigned, sideloaded image) {
+	t.Helper()
+	s = harness.StartStack(t, harness.StackOptions{})
+	signed = newImage(t, s, "demo/hello:1.0", "signed image running")
+	unsigned = newImage(t, s, "demo/unsigned:1.0", "unsigned image running")
+	sideloaded = newImage(t, s, "demo/sideloaded:1.0", "side-loaded unsigned image running")
+	_, manifest := harness.Push(t, signed.ref, signed.img)
+	s.TUF.SetTarget(signed.ref, manifest)
+	harness.Push(t, unsigned.ref, unsigned.img)
+	if err := s.TUF.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	s.Sync(t)
+	s.StartTrustd(t)
+	tar := filepath.Join(t.TempDir(), "sideloaded.tar")
+	harness.DockerSaveTar(t, tar, map[string]v1.Image{sideloaded.ref: sideloaded.img})
+	s.Node.ImportArchive(t, tar, sideloaded.ref)
+	return s, signed, unsigned, sideloaded
 }
 
 // shortID is the image ID `crictl images` prints for i.

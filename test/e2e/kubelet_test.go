@@ -1,12 +1,9 @@
 package e2e
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 
 	"github.com/trustd/trustd/test/harness"
 )
@@ -38,21 +35,8 @@ func TestKubelet(t *testing.T) {
 	harness.Prereqs(t)
 	harness.KubeletPrereqs(t)
 	start, top := time.Now(), t
-	s := harness.StartStack(t, harness.StackOptions{})
-	signed := newImage(t, s, "demo/hello:1.0", "signed image running")
-	unsigned := newImage(t, s, "demo/unsigned:1.0", "unsigned image running")
-	sideloaded := newImage(t, s, "demo/sideloaded:1.0", "side-loaded unsigned image running")
-	_, manifest := harness.Push(t, signed.ref, signed.img)
-	s.TUF.SetTarget(signed.ref, manifest)
-	harness.Push(t, unsigned.ref, unsigned.img)
-	if err := s.TUF.Publish(); err != nil {
-		t.Fatal(err)
-	}
-	s.Sync(t)
-	first := s.StartTrustd(t)
-	tar := filepath.Join(t.TempDir(), "sideloaded.tar")
-	harness.DockerSaveTar(t, tar, map[string]v1.Image{sideloaded.ref: sideloaded.img})
-	s.Node.ImportArchive(t, tar, sideloaded.ref)
+	s, signed, unsigned, sideloaded := startClientStack(t)
+	first := s.Trustd
 	k := harness.StartKubelet(t, s.Node)
 	t.Cleanup(func() { t.Logf("kubelet scenarios in %v", time.Since(start).Round(time.Millisecond)) })
 
