@@ -77,8 +77,8 @@ bench 9-archive ./cmd/trustd 'BenchmarkVerifyArchive$' "$(iters 5x 2x)" "$SLOW_C
 # The other benchmarks of the repository, for the record.
 bench 10-other-notary ./verify/notary 'BenchmarkVerify10kTags$|BenchmarkVerifyAlpine$' 1s "$COUNT"
 bench 13-policy-parse ./policy 'BenchmarkParseGenerated$' "$(iters 1s 200ms)" "$COUNT"
-if [ -d verify/archive ]; then
-	bench 11-other-archive ./verify/archive 'BenchmarkRead$' 5x "$SLOW_COUNT"
+if [ -d plugin/archive ]; then
+	bench 11-other-archive ./plugin/archive 'BenchmarkRead$' 5x "$SLOW_COUNT"
 fi
 
 case "$E2E" in

@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/plugin/local"
 	"github.com/trustd/trustd/test/harness"
 	"github.com/trustd/trustd/verify"
 )
@@ -343,9 +344,9 @@ func TestCLIVerifyArchive(t *testing.T) {
 		{name: "tampered layer", archive: "tampered.tar", code: 1,
 			verdicts: []verdict{{false, []string{"archive: ", layerDigest, "does not hash to its name"}}}},
 		{name: "untagged image", archive: "untagged.tar", code: 1,
-			verdicts: []verdict{{false, []string{reasonNoName}}}},
+			verdicts: []verdict{{false, []string{local.ReasonNoName}}}},
 		{name: "OCI layout without a ref name", archive: "nameless.tar", code: 1,
-			verdicts: []verdict{{false, []string{reasonNoName, "--name REF"}}}},
+			verdicts: []verdict{{false, []string{local.ReasonNoName, "--name REF"}}}},
 		{name: "OCI layout without a ref name, named as it is loaded", archive: "nameless.tar", args: []string{"--name", reg + "hello:1.0"}, code: 0,
 			verdicts: []verdict{{true, []string{"image digest matches", string(signedManifest)}}}},
 		{name: "OCI layout without a ref name, loaded under an unsigned name", archive: "nameless.tar", args: []string{"--name", reg + "unsigned:1.0"}, code: 1,
