@@ -12,9 +12,9 @@ import (
 	"github.com/trustd/trustd/plugin/local"
 
 	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/plugin/archive"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
-	"github.com/trustd/trustd/plugin/archive"
 	"github.com/trustd/trustd/verify/notary"
 )
 
