@@ -131,6 +131,11 @@ func TestKubelet(t *testing.T) {
 		if len(lines) > 0 {
 			t.Logf("the first: %s", lines[0])
 		}
+		// Each trustd process logs a repeated refusal in full once; the
+		// repeats within a minute are counted, not logged.
+		if refused := len(k.LogLines("Error syncing pod", pod, "CreateContainerError", "trustd: denied")); len(lines) > 2 || len(lines) >= refused {
+			t.Errorf("trustd logged %d full decision lines for %d refusals of one pod by two trustd processes: want one per process", len(lines), refused)
+		}
 		unsignedPod := `pod="default/` + harness.KubeletPodName("unsigned") + `"`
 		t.Logf("pod %s: kubelet logged %d ErrImagePull and %d ImagePullBackOff lines; trustd %d WARN decision lines for %s",
 			harness.KubeletPodName("unsigned"), len(k.LogLines(unsignedPod, "with ErrImagePull")), len(k.LogLines(unsignedPod, "ImagePullBackOff")),
