@@ -16,7 +16,7 @@ build:
 	rm -f $(BIN)/trustd-verifier
 	$(GO) build -trimpath -o $(BIN)/trustd-verifier ./cmd/trustd-verifier
 
-## tools: install test prerequisites (Debian packages, pinned containerd and runc; cached)
+## tools: install test prerequisites (Debian packages, pinned containerd, runc, crictl and kubelet; cached)
 tools:
 	bash test/tools.sh
 

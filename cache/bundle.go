@@ -239,19 +239,19 @@ func (t *tufSource) importBundle(b *TUFBundle, now time.Time) (string, error) {
 	if b == nil {
 		return "", errors.New("bundle has no TUF metadata for this source")
 	}
-	tm, err := t.verifyBundle(b, now)
+	tm, del, err := t.verifyBundle(b, now)
 	if err != nil {
 		return "", fmt.Errorf("bundle does not verify against this node's pinned root: %w", err)
 	}
 	cur, err := t.readBundle()
 	if err == nil {
-		ctm, cerr := t.verifyBundle(cur, time.Time{})
+		ctm, cdel, cerr := t.verifyBundle(cur, time.Time{})
 		if cerr == nil {
 			if tm.Timestamp.Signed.Version < ctm.Timestamp.Signed.Version || tm.Snapshot.Signed.Version < ctm.Snapshot.Signed.Version {
 				return "", fmt.Errorf("refusing a bundle older than the node's data (timestamp v%d < v%d)", tm.Timestamp.Signed.Version, ctm.Timestamp.Signed.Version)
 			}
 			if sameBundle(cur, b) {
-				return "unchanged (" + versionOf(ctm) + ")", nil
+				return "unchanged (" + versionOf(ctm, cdel) + ")", nil
 			}
 		}
 	}
@@ -260,7 +260,7 @@ func (t *tufSource) importBundle(b *TUFBundle, now time.Time) (string, error) {
 	if _, err := t.writeBundle(&nb); err != nil {
 		return "", err
 	}
-	return "imported (" + versionOf(tm) + ")", nil
+	return "imported (" + versionOf(tm, del) + ")", nil
 }
 
 // importBundle verifies one GUN's bundle against the node's pins and

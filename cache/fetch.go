@@ -31,12 +31,10 @@ type Fetcher interface {
 	Fetch(ctx context.Context, url string, limit int64) ([]byte, error)
 }
 
-// defaultClient keeps connections and TLS sessions across a sync round,
-// in which several repositories of one server are fetched at once.
-var defaultClient = &http.Client{Transport: newTransport(nil)}
-
-// newTransport returns the transport of defaultClient, trusting roots (nil:
-// the system's roots).
+// newTransport returns the transport of an HTTPFetcher's own client,
+// trusting roots (nil: the system's roots). It keeps connections and TLS
+// sessions across a sync round, in which several repositories of one
+// server are fetched at once.
 //
 // Key exchange: X25519 and P-256 first, not Go's default hybrid
 // post-quantum X25519MLKEM768, whose key shares (~1.2 KB each way) more
@@ -100,12 +98,28 @@ func (t *keyExchangeFallback) CloseIdleConnections() {
 
 // HTTPFetcher fetches over HTTP(S) with a per-request deadline and a size
 // bound; a server that streams forever or trickles bytes is cut off.
+//
+// Each HTTPFetcher without a Client has its own (made on first use): no
+// connection, TLS session or per-host key exchange choice is shared with
+// another fetcher, another Store or another test. Safe for concurrent use.
 type HTTPFetcher struct {
 	Client *http.Client
 	// Timeout bounds each request, body included. Default 30s.
 	Timeout time.Duration
 	// UserAgent is sent with each request.
 	UserAgent string
+
+	once sync.Once
+	own  *http.Client
+}
+
+// client is Client, or the fetcher's own.
+func (f *HTTPFetcher) client() *http.Client {
+	if f.Client != nil {
+		return f.Client
+	}
+	f.once.Do(func() { f.own = &http.Client{Transport: newTransport(nil)} })
+	return f.own
 }
 
 // Fetch implements Fetcher.
@@ -123,11 +137,7 @@ func (f *HTTPFetcher) Fetch(ctx context.Context, url string, limit int64) ([]byt
 	if f.UserAgent != "" {
 		req.Header.Set("User-Agent", f.UserAgent)
 	}
-	client := f.Client
-	if client == nil {
-		client = defaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := f.client().Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetch %s: %w: %w", url, ErrUnreachable, err)
 	}

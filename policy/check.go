@@ -12,7 +12,8 @@ import (
 // that can never decide anything (shadowed), sources that no rule uses, the
 // absence of a catch-all rule, verify rules whose images lie outside their
 // source's repositories, pins outside their source's repositories, and a
-// global mode other than "enforce". Shadowing and coverage are judged
+// global mode other than "enforce", and registries that one rule governs
+// under one spelling and another under another. Shadowing and coverage are judged
 // soundly but not completely: a warning is always right, but some exotic
 // cases go unreported. Check does not modify the policy.
 func (p *Policy) Check() []Warning {
@@ -76,6 +77,15 @@ func (p *Policy) Check() []Warning {
 			q := &r.Images[i]
 			if !coveredBy(q, src.Repositories) {
 				warn(q.pos, "image pattern %q is not within the repositories of source %q: images it matches there cannot be verified and are denied", q.src, src.Name)
+			}
+		}
+	}
+
+	for _, r := range p.Rules {
+		for i := range r.Images {
+			q := &r.Images[i]
+			for _, w := range p.spellings(q) {
+				warn(q.pos, "%s", w)
 			}
 		}
 	}
@@ -170,4 +180,81 @@ func nsCovers(a, b *Rule) bool {
 		}
 	}
 	return true
+}
+
+// loopbackHosts are the spellings of the host itself: containerd reaches
+// the same registry (with the same scheme rules) under each, and only a
+// resolver could tell they differ, so they are not one canonical name.
+var loopbackHosts = []string{"localhost", "127.0.0.1", "[::1]"}
+
+// spellings returns a message for each other spelling of q's registry host
+// under which a name q matches is governed differently: a rule names
+// "localhost:5000/**" but "127.0.0.1:5000/…", the same registry, falls to
+// another rule. The name compared is one that q matches (each wildcard
+// taken as "x"), after mirror rewriting, under every namespace
+// (Candidates): a warning is shown by that name.
+func (p *Policy) spellings(q *Pattern) []string {
+	if len(q.segs) == 0 || q.segs[0].kind != segLiteral {
+		return nil
+	}
+	host, port := splitHostPort(q.segs[0].text)
+	if !slices.Contains(loopbackHosts, host) {
+		return nil
+	}
+	name := sampleName(q)
+	rest := name[len(q.segs[0].text):]
+	here := p.Candidates(p.Origin(name))
+	var out []string
+	for _, h := range loopbackHosts {
+		if h == host {
+			continue
+		}
+		alias := h
+		if port != "" {
+			alias += ":" + port
+		}
+		there := p.Candidates(p.Origin(alias + rest))
+		if slices.EqualFunc(here, there, sameEffect) {
+			continue
+		}
+		out = append(out, fmt.Sprintf("registry %s is also reachable as %s, where %s decides %s, not %s: write the rule for both spellings, or map one onto the other with a [[mirror]]",
+			q.segs[0].text, alias, describeRules(there), alias+rest, describeRules(here)))
+	}
+	return out
+}
+
+// sampleName returns a name that q matches: its segments, with each run of
+// '*' taken as "x" and each "**" as the segment "x".
+func sampleName(q *Pattern) string {
+	parts := make([]string, len(q.segs))
+	for i, s := range q.segs {
+		switch s.kind {
+		case segLiteral:
+			parts[i] = s.text
+		case segGlob:
+			parts[i] = strings.Join(s.parts, "x")
+		default:
+			parts[i] = "x"
+		}
+	}
+	return strings.Join(parts, "/")
+}
+
+// sameEffect reports whether two rules judge an image alike.
+func sameEffect(a, b *Rule) bool {
+	return a.Action == b.Action && a.Source == b.Source && a.Threshold == b.Threshold && a.Mode == b.Mode &&
+		slices.Equal(a.Signers, b.Signers) && slices.Equal(a.Namespaces, b.Namespaces)
+}
+
+// describeRules names the rules that may decide a name, most specific
+// first, or says that none does.
+func describeRules(rs []*Rule) string {
+	if len(rs) == 0 {
+		return "no rule"
+	}
+	names := make([]string, len(rs))
+	for i, r := range rs {
+		names[i] = r.String()
+	}
+	return strings.Join(names, ", then ")
 }

@@ -220,6 +220,9 @@ func FuzzMatch(f *testing.F) {
 		{"x.io/**/a/**/b", "x.io/a/a/b/b", "x.io/**"},
 		{"[::1]:5000/app", "[::1]:5000/app", "**"},
 		{"Registry/app", "Registry/app", "*/app"},
+		{"REGISTRY.corp.example:443/**", "registry.corp.example/app", "*.CORP.example/**"},
+		{"registry-1.docker.io/nginx", "Registry-1.Docker.IO/nginx", "docker.io:0443/library/*"},
+		{"[0:0::1]:5000/app", "[::1]:05000/app", "LOCALHOST:5000/**"},
 		{"nginx:1", "nginx@" + testDigest, "Nginx"},
 		{"docker.io/**/b", "docker.io/a/c", "docker.io/a/c"},
 	}

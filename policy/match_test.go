@@ -24,6 +24,25 @@ func TestNormalizeRepo(t *testing.T) {
 		{in: "127.0.0.1:5000/demo/hello", want: "127.0.0.1:5000/demo/hello"},
 		{in: "[::1]:5000/demo", want: "[::1]:5000/demo"},
 		{in: "registry.k8s.io/pause", want: "registry.k8s.io/pause"},
+		// Registry hosts in canonical form: the network does not tell these apart.
+		{in: "REGISTRY.corp.example/app", want: "registry.corp.example/app"},
+		{in: "registry.corp.example:443/app", want: "registry.corp.example/app"},
+		{in: "Registry.Corp.Example:0443/app", want: "registry.corp.example/app"},
+		{in: "registry.corp.example:05000/app", want: "registry.corp.example:5000/app"},
+		{in: "LOCALHOST:5000/app", want: "localhost:5000/app"},
+		{in: "localhost:443/app", want: "localhost/app"},
+		{in: "registry-1.docker.io/nginx", want: "docker.io/library/nginx"},
+		{in: "Registry-1.Docker.IO:443/corp/app", want: "docker.io/corp/app"},
+		{in: "INDEX.DOCKER.IO/nginx", want: "docker.io/library/nginx"},
+		{in: "DOCKER.IO/corp/app", want: "docker.io/corp/app"},
+		{in: "docker.io:443/nginx", want: "docker.io/library/nginx"},
+		{in: "registry-1.docker.io:5000/nginx", want: "registry-1.docker.io:5000/nginx"},
+		{in: "registry:443/app", want: "registry:443/app"}, // without its port, a Docker Hub namespace
+		{in: "Registry:0443/app", want: "registry:443/app"},
+		{in: "[::1]:443/demo", want: "[::1]/demo"},
+		{in: "[0:0:0:0:0:0:0:1]:5000/demo", want: "[::1]:5000/demo"},
+		{in: "[FE80::A]/demo", want: "[fe80::a]/demo"},
+		{in: "Registry/app", err: `invalid image reference "Registry/app": registry host "Registry" is a host only by its upper case (it has no '.' and no port and is not localhost): trustd compares hosts in lower case, where it would be a Docker Hub namespace; write the host with its domain or its port`},
 		{in: "Nginx", err: `invalid image reference "Nginx": repository name (library/Nginx) must be lowercase`},
 		{in: "docker.io/Library/nginx", err: `invalid image reference "docker.io/Library/nginx": repository name (Library/nginx) must be lowercase`},
 		{in: "nginx:1", err: `invalid image reference "nginx:1": a repository name must not contain a tag or digest`},
@@ -62,6 +81,12 @@ func TestParseRef(t *testing.T) {
 		{in: "127.0.0.1:5000/demo/hello:1.0", want: Ref{Repo: "127.0.0.1:5000/demo/hello", Tag: "1.0"}, str: "127.0.0.1:5000/demo/hello:1.0"},
 		{in: "nginx@" + testDigest, want: Ref{Repo: "docker.io/library/nginx", Digest: testDigest}, str: "docker.io/library/nginx@" + testDigest},
 		{in: "nginx:1@" + testDigest, want: Ref{Repo: "docker.io/library/nginx", Tag: "1", Digest: testDigest}, str: "docker.io/library/nginx:1@" + testDigest},
+		{in: "REGISTRY.corp.example/app:1", want: Ref{Repo: "registry.corp.example/app", Tag: "1"}, str: "registry.corp.example/app:1"},
+		{in: "registry.corp.example:443/app@" + testDigest, want: Ref{Repo: "registry.corp.example/app", Digest: testDigest}, str: "registry.corp.example/app@" + testDigest},
+		{in: "Registry-1.Docker.IO/nginx:1", want: Ref{Repo: "docker.io/library/nginx", Tag: "1"}, str: "docker.io/library/nginx:1"},
+		{in: "LOCALHOST:05000/app", want: Ref{Repo: "localhost:5000/app", Tag: "latest"}, str: "localhost:5000/app:latest"},
+		{in: "Registry:443/app:1", want: Ref{Repo: "registry:443/app", Tag: "1"}, str: "registry:443/app:1"},
+		{in: "Team/app:1", err: `invalid image reference "Team/app:1": registry host "Team" is a host only by its upper case (it has no '.' and no port and is not localhost): trustd compares hosts in lower case, where it would be a Docker Hub namespace; write the host with its domain or its port`},
 		{in: "Nginx:1", err: `invalid image reference "Nginx:1": repository name (library/Nginx) must be lowercase`},
 		{in: "nginx@sha256:0123", err: `invalid image reference "nginx@sha256:0123": not a valid repository name`},
 		{in: "nginx@sha256:" + strings.Repeat("0", 63) + "g", err: `invalid image reference "nginx@sha256:` + strings.Repeat("0", 63) + `g": not a valid repository name`},
@@ -115,8 +140,19 @@ func TestParsePattern(t *testing.T) {
 		{"a/**/**/b", "docker.io/a/**/**/b", 3, 1},
 		{"docker.io/a**b*c/*", "", 0, 0}, // invalid: ** inside a segment
 		{"docker.io/a*b*c/*", "docker.io/a*b*c/*", 1, 3},
-		{"Registry/app", "Registry/app", 2, 0}, // an uppercase first segment is a host, as in Docker
+		{"Registry/app", "", 0, 0}, // a host only by its upper case: in lower case, a Docker Hub namespace
+		{"Registry:443/app", "registry:443/app", 2, 0},
 		{"[::1]:5000/app", "[::1]:5000/app", 2, 0},
+		// Hosts in canonical form, as names are.
+		{"REGISTRY.corp.example/app", "registry.corp.example/app", 2, 0},
+		{"registry.corp.example:443/**", "registry.corp.example/**", 1, 1},
+		{"registry.corp.example:0443/**", "registry.corp.example/**", 1, 1},
+		{"LOCALHOST:5000/**", "localhost:5000/**", 1, 1},
+		{"registry-1.docker.io/nginx", "docker.io/library/nginx", 3, 0},
+		{"Index.Docker.IO:443/corp/**", "docker.io/corp/**", 2, 1},
+		{"[0:0::1]:5000/app", "[::1]:5000/app", 2, 0},
+		{"*.CORP.example:443/**", "*.corp.example/**", 0, 2},
+		{"*.corp.example:5000/**", "*.corp.example:5000/**", 0, 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {

@@ -17,7 +17,9 @@ import (
 // "docker.io/library/nginx", "library/*" is "docker.io/library/*" and
 // "docker.io/*" is "docker.io/library/*". A pattern whose first segment
 // contains a wildcard ("*/app", "**/app", "*.corp.example/**") is matched
-// against the whole normalised name, registry host included. `**` alone
+// against the whole normalised name, registry host included. The registry
+// host is in the canonical form of names (host.go): "REGISTRY.x.example:443/**"
+// is "registry.x.example/**", a host glob is lowercased. `**` alone
 // matches every repository. A pattern never contains a tag or a digest.
 //
 // A Pattern is immutable and safe for concurrent use; Match does not
@@ -29,6 +31,7 @@ type Pattern struct {
 	segs   []segment // normalised, consecutive "**" collapsed
 	prefix string    // literal prefix every match starts with
 	lit    int       // wildcard-free segments
+	fixed  int       // characters other than '*' in the segments holding a '*'
 	wild   int       // wildcards: one per "**" segment and per run of '*'
 	pos    Position  // where the pattern was written, when parsed from a file
 }
@@ -72,6 +75,7 @@ func ParsePattern(s string) (Pattern, error) {
 			parts := splitStars(t)
 			p.segs = append(p.segs, segment{kind: segGlob, text: t, parts: parts})
 			p.wild += len(parts) - 1
+			p.fixed += len(t) - strings.Count(t, "*")
 		default:
 			p.segs = append(p.segs, segment{kind: segLiteral, text: t})
 			p.lit++
@@ -136,15 +140,32 @@ func normalizePattern(s string) (string, error) {
 	case len(segs) == 1:
 		domain, rest = "docker.io", []string{"library", first}
 	case strings.ContainsRune(first, '*'),
-		first == "localhost",
+		strings.EqualFold(first, "localhost"),
 		strings.ContainsAny(first, ".:"),
 		strings.ToLower(first) != first:
 		domain, rest = first, segs[1:]
 	default:
 		domain, rest = "docker.io", segs
 	}
-	if domain == "index.docker.io" {
-		domain = "docker.io"
+	// Hosts compare in canonical form (host.go), as names do.
+	candidate := func(t string) string {
+		if t == "**" {
+			return "0/0"
+		}
+		return strings.ReplaceAll(t, "*", "0")
+	}
+	switch {
+	case domain == "**":
+	case strings.ContainsRune(domain, '*'):
+		if !isDomainAndPort(candidate(domain)) {
+			return "", errors.New("invalid registry host")
+		}
+		domain = canonicalGlobHost(domain)
+	case isDomainAndPort(domain):
+		var err error
+		if domain, err = canonicalHost(domain); err != nil {
+			return "", err
+		}
 	}
 	if domain == "docker.io" && len(rest) == 1 && rest[0] != "**" {
 		rest = append([]string{"library"}, rest...)
@@ -156,21 +177,12 @@ func normalizePattern(s string) (string, error) {
 
 	// Validate with Docker's grammar: every '*' stands for "0", every "**"
 	// for two segments.
-	candidate := func(t string) string {
-		if t == "**" {
-			return "0/0"
-		}
-		return strings.ReplaceAll(t, "*", "0")
-	}
 	cand := make([]string, len(rest))
 	for i, t := range rest {
 		cand[i] = candidate(t)
 	}
 	path := strings.Join(cand, "/")
 	if strings.ContainsRune(domain, '*') {
-		if domain != "**" && !isDomainAndPort(candidate(domain)) {
-			return "", errors.New("invalid registry host")
-		}
 		domain = "wildcard.invalid"
 	}
 	name := domain + "/" + path
@@ -288,8 +300,15 @@ func globMatch(parts []string, t string) bool {
 }
 
 // score orders patterns by specificity: more literal segments first, then
-// fewer wildcards. Higher is more specific.
-func (p *Pattern) score() int { return p.lit<<16 - p.wild }
+// more fixed characters in the segments that hold a '*' (so
+// "*.corp.example/**" outranks "**", and "team-*" outranks "*"), then
+// fewer wildcards. Higher is more specific. Each count is clamped to 1023,
+// which no valid name reaches for lit and wild, so that the three fields
+// fit in 31 bits and compare in that order.
+func (p *Pattern) score() int {
+	const m = 1<<10 - 1
+	return min(p.lit, m)<<20 + min(p.fixed, m)<<10 - min(p.wild, m)
+}
 
 // covers reports whether every repository that q matches is also matched by
 // p. It is sound (never true when some name matches q but not p) but not

@@ -202,11 +202,13 @@ func (r *Rule) score(repo string) (score int, ok bool) {
 	return score, ok
 }
 
-// Match returns the rule that decides repo (a normalised repository name,
+// Match returns the rule that decides repo (a normalised repository name
+// as ParseRef or NormalizeRepo gives it, registry host in canonical form,
 // without tag or digest, after Origin) for a pod in namespace ("" when the
 // image is not used by a CRI pod: only rules whose namespaces include "*"
 // apply). The most specific matching rule wins: more literal path segments
-// first, then fewer wildcards, then the first in the file. nil means no rule
+// first, then more fixed characters in the segments holding a '*', then
+// fewer wildcards, then the first in the file. nil means no rule
 // matches, and the caller must deny. Match does not allocate.
 func (p *Policy) Match(repo, namespace string) *Rule {
 	return p.best(repo, namespace, false)

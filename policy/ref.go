@@ -13,8 +13,10 @@ import (
 var ErrInvalidReference = errors.New("invalid image reference")
 
 // Ref is a parsed, normalised image reference. Repo is the normalised
-// repository name ("docker.io/library/nginx"); Tag is "" only when the
-// reference names a digest and no tag; Digest is "" when it names none.
+// repository name ("docker.io/library/nginx") with its registry host in
+// trustd's canonical form (host.go: lower case, no ":443", Docker Hub's
+// aliases as "docker.io"); Tag is "" only when the reference names a
+// digest and no tag; Digest is "" when it names none.
 type Ref struct {
 	Repo   string
 	Tag    string
@@ -26,17 +28,26 @@ type Ref struct {
 // "nginx:1@sha256:…" keeps both. Names must be lowercase; digests must be
 // well formed. The error matches ErrInvalidReference.
 //
-// ParseRef accepts exactly the language of distribution/reference's
+// ParseRef accepts the language of distribution/reference's
 // ParseNormalizedNamed, with the same normalisation and error messages
-// (refgrammar.go; a differential fuzz test holds it to that). It is on the
+// (refgrammar.go; a differential fuzz test holds it to that), and then
+// puts the registry host in canonical form, where reference keeps it as
+// written: "REGISTRY.corp.example:443/app" is registry.corp.example/app,
+// the name the network reaches. That is the one intended difference, and
+// it refuses a name whose host is a host only by its upper case
+// ("Registry/app": in lower case, a Docker Hub namespace). It is on the
 // decision path: it does not allocate when s is already normalised (the
 // fields are substrings of s), and allocates the repository name alone
-// when Docker's defaults must be added ("nginx").
+// when Docker's defaults must be added ("nginx") or the host is not
+// canonical.
 func ParseRef(s string) (Ref, error) {
 	if s == "" {
 		return Ref{}, fmt.Errorf("%w %q: empty reference", ErrInvalidReference, s)
 	}
 	r, err := parseNormalized(s)
+	if err == nil {
+		r.Repo, err = canonicalRepo(r.Repo)
+	}
 	if err != nil {
 		return Ref{}, fmt.Errorf("%w %q: %w", ErrInvalidReference, s, err)
 	}
@@ -88,8 +99,9 @@ func (r Ref) IsString(s string) bool {
 }
 
 // NormalizeRepo normalises a repository name as Docker does ("nginx" is
-// "docker.io/library/nginx", "index.docker.io/x/y" is "docker.io/x/y"). A
-// tag or digest is an error, as is anything Docker would reject. The error
+// "docker.io/library/nginx", "index.docker.io/x/y" is "docker.io/x/y"),
+// with the registry host in canonical form as ParseRef puts it. A tag or
+// digest is an error, as is anything ParseRef would reject. The error
 // matches ErrInvalidReference.
 func NormalizeRepo(s string) (string, error) {
 	n, err := normalizeRepo(s)
@@ -111,7 +123,7 @@ func normalizeRepo(s string) (string, error) {
 	if r.Tag != "" || r.Digest != "" {
 		return "", errors.New("a repository name must not contain a tag or digest")
 	}
-	return r.Repo, nil
+	return canonicalRepo(r.Repo)
 }
 
 // normalizePrefix normalises the `from` or `to` of a mirror: either a
@@ -120,14 +132,11 @@ func normalizePrefix(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("must not be empty")
 	}
-	if !strings.Contains(s, "/") && (strings.ContainsAny(s, ".:") || s == "localhost") {
+	if !strings.Contains(s, "/") && (strings.ContainsAny(s, ".:") || strings.EqualFold(s, "localhost")) {
 		if !isDomainAndPort(s) {
 			return "", fmt.Errorf("invalid registry host %q", s)
 		}
-		if s == "index.docker.io" {
-			return "docker.io", nil
-		}
-		return s, nil
+		return canonicalHost(s)
 	}
 	n, err := normalizeRepo(s)
 	if err != nil {

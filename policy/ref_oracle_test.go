@@ -2,7 +2,9 @@ package policy
 
 import (
 	"errors"
+	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -72,6 +74,75 @@ func checkOracle(t *testing.T, s string) {
 	}
 }
 
+// oracleCanonical is the one intended difference from reference, written
+// apart from host.go: reference keeps a registry host as written, trustd
+// compares it as the network does. The host is lowercased, an IPv6 literal
+// put in RFC 5952 form, the port read as a number and ":443" dropped
+// (unless the host would then be a Docker Hub namespace), and Docker Hub's
+// aliases are docker.io. ok is false when the result is not a name
+// reference accepts as canonical, or when the host is a host only by its
+// case: ParseRef must then refuse s.
+func oracleCanonical(repo string) (canon string, ok bool) {
+	host, path, _ := strings.Cut(repo, "/")
+	host = strings.ToLower(host)
+	port := ""
+	if i := strings.LastIndex(host, ":"); i >= 0 && !strings.HasSuffix(host, "]") {
+		host, port = host[:i], host[i+1:]
+	}
+	if v6, ok := strings.CutPrefix(host, "["); ok {
+		if a, err := netip.ParseAddr(strings.TrimSuffix(v6, "]")); err == nil && !a.Is4In6() {
+			host = "[" + a.String() + "]"
+		}
+	}
+	if n, err := strconv.ParseUint(port, 10, 64); err == nil {
+		port = strconv.FormatUint(n, 10)
+	} else if port != "" {
+		port = strings.TrimLeft(port, "0") // too long for a number
+	}
+	isHost := host == "localhost" || strings.ContainsAny(host, ".:")
+	if port == "443" && isHost {
+		port = ""
+	}
+	switch {
+	case port != "":
+		host += ":" + port
+	case !isHost:
+		return "", false
+	case host == "index.docker.io" || host == "registry-1.docker.io":
+		host = "docker.io"
+	}
+	canon = host + "/" + path
+	named, err := reference.ParseNormalizedNamed(canon)
+	if err != nil {
+		return "", false
+	}
+	return named.Name(), true
+}
+
+// checkCanonical fails t when ParseRef and NormalizeRepo differ from
+// reference by more than oracleCanonical.
+func checkCanonical(t *testing.T, s string) {
+	t.Helper()
+	want, wantErr := oracleParse(s)
+	ok := wantErr == nil
+	if ok {
+		want.Repo, ok = oracleCanonical(want.Repo)
+	}
+	got, err := ParseRef(s)
+	switch {
+	case (err == nil) != ok:
+		t.Fatalf("%q: ParseRef = %+v, %v; reference, canonical host: %+v, %v", s, got, err, want, ok)
+	case err != nil:
+		return
+	}
+	if got.Repo != want.Repo || got.Digest != want.Digest || got.Tag != want.Tag && !(want.Tag == "" && want.Digest == "" && got.Tag == "latest") {
+		t.Fatalf("%q: ParseRef = %+v, reference, canonical host: %+v", s, got, want)
+	}
+	if repo, err := NormalizeRepo(s); (err == nil) != (want.Tag == "" && want.Digest == "") || err == nil && repo != want.Repo {
+		t.Fatalf("%q: NormalizeRepo = %q, %v; want %q", s, repo, err, want.Repo)
+	}
+}
+
 // refOracleSeeds are the tricky cases: case, ports, IPv6, digests, Docker
 // Hub's defaults, separators, length limits, non-ASCII.
 var refOracleSeeds = []string{
@@ -95,11 +166,19 @@ var refOracleSeeds = []string{
 	"nginx:" + strings.Repeat("t", 128), "nginx:" + strings.Repeat("t", 129), "nginx:_x", "nginx:.x", "nginx:-x", "nginx:x.-_",
 	"ngïnx", "x.io/ngïnx", "nginx:ü", "x.io/a:\u212a", "\u212a.io/a", "x.io/\u0130", "x.io/a\xff", "\xff/a", "日本/a",
 	"a\x00", "a\n", "a/b:\u212a@" + testDigest,
+	// Registry host spellings.
+	"REGISTRY.corp.example/app:1", "registry.corp.example:443/app", "Registry.Corp.Example:0443/app@" + testDigest,
+	"registry.corp.example:00/app", "registry.corp.example:" + strings.Repeat("0", 30) + "443/app", "LOCALHOST/app",
+	"LOCALHOST:443/app", "localhost:443", "registry-1.docker.io/nginx", "Registry-1.Docker.IO:443/a/b", "INDEX.docker.io/nginx",
+	"DOCKER.IO/nginx", "docker.io:443/nginx", "docker.io:5000/nginx", "registry:443/app", "Registry:443/app", "Registry:0443/app",
+	"[::1]:443/app", "[0:0:0:0:0:0:0:1]:5000/app", "[FE80::A]/app", "[::ffff:7f00:1]/app", "[:::]/app",
+	"registry-1.docker.io/" + strings.Repeat("a", 248), "registry-1.docker.io/" + strings.Repeat("a", 247),
 }
 
 func TestParseRefOracle(t *testing.T) {
 	for _, s := range refOracleSeeds {
 		checkOracle(t, s)
+		checkCanonical(t, s)
 	}
 }
 
@@ -111,7 +190,9 @@ func FuzzParseRefOracle(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		checkOracle(t, s)
-		// ParseRef and NormalizeRepo add nothing but their wrapping.
+		// ParseRef and NormalizeRepo add their wrapping and the
+		// canonical registry host.
+		checkCanonical(t, s)
 		r, err := ParseRef(s)
 		if err != nil && !errors.Is(err, ErrInvalidReference) {
 			t.Fatalf("%q: %v does not match ErrInvalidReference", s, err)
@@ -134,6 +215,8 @@ func TestParseRefAllocs(t *testing.T) {
 		{"registry.example/team/app@" + testDigest, 0},
 		{"registry.example:5000/team/app:v1@" + testDigest, 0},
 		{"localhost/app", 0},
+		{"[::1]:5000/demo", 0},
+		{"registry:443/app", 0},
 		{"nginx", 1},
 		{"team/app:1", 1},
 	}

@@ -21,7 +21,10 @@ package policy
 //	algorithm  := [A-Za-z][A-Za-z0-9]* ( [-_+.] [A-Za-z][A-Za-z0-9]* )*
 //
 // Docker's normalisation (splitDockerDomain) decides which first segment
-// is a domain before the grammar is applied.
+// is a domain before the grammar is applied. ParseRef and NormalizeRepo
+// then put the registry host in trustd's canonical form (host.go), which
+// reference does not do: that is the one intended difference, held by
+// checkCanonical in the oracle test.
 
 import (
 	"errors"

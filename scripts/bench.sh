@@ -66,7 +66,7 @@ bench() {
 }
 
 bench 1-decide ./verify 'BenchmarkDecide$|BenchmarkDecideParts$' "$(iters 1s 200ms)" "$COUNT"
-bench 2-engine ./plugin 'BenchmarkEngineDecide$' "$(iters 1s 200ms)" "$COUNT"
+bench 2-engine ./plugin/engine 'BenchmarkEngineDecide$' "$(iters 1s 200ms)" "$COUNT"
 bench 3-verifier-daemon ./cmd/trustd 'BenchmarkVerifierExec$/^daemon' "$(iters 100x 20x)" "$COUNT"
 bench 4-verifier-nodaemon ./cmd/trustd 'BenchmarkVerifierExec$/^no-daemon' "$(iters 3x 1x)" "$SLOW_COUNT"
 bench 5-coldstart ./cache 'BenchmarkColdStart$' "$(iters 2x 1x)" "$SLOW_COUNT"
@@ -77,8 +77,8 @@ bench 9-archive ./cmd/trustd 'BenchmarkVerifyArchive$' "$(iters 5x 2x)" "$SLOW_C
 # The other benchmarks of the repository, for the record.
 bench 10-other-notary ./verify/notary 'BenchmarkVerify10kTags$|BenchmarkVerifyAlpine$' 1s "$COUNT"
 bench 13-policy-parse ./policy 'BenchmarkParseGenerated$' "$(iters 1s 200ms)" "$COUNT"
-if [ -d verify/archive ]; then
-	bench 11-other-archive ./verify/archive 'BenchmarkRead$' 5x "$SLOW_COUNT"
+if [ -d plugin/archive ]; then
+	bench 11-other-archive ./plugin/archive 'BenchmarkRead$' 5x "$SLOW_COUNT"
 fi
 
 case "$E2E" in

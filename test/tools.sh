@@ -8,6 +8,10 @@
 #     containerd is built at every release of CONTAINERD_MATRIX (and at
 #     CONTAINERD_VERSION, the full suite's): a cold build takes about 2 minutes
 #     per release on 2 cores, the later ones less (they share Go's build cache).
+#   - the clients the tests drive containerd with, into the same cache: crictl
+#     (`go install`) and a kubelet, built from the wrapper module test/tools/kubelet
+#     (k8s.io/kubernetes pins its staging modules to paths a module download lacks;
+#     the wrapper pins them to their releases): about 4-5 minutes cold on 2 cores.
 # Prints one line per tool. Run as root (apt-get); `make tools` runs it.
 #
 # Usage: test/tools.sh            install what is missing
@@ -36,6 +40,8 @@ if [ -z "${TRUSTD_E2E_CONTAINERD_VERSION:-}" ]; then
 	done
 fi
 runc_version=$RUNC_VERSION
+kubelet_version=$KUBELET_VERSION
+crictl_version=$CRICTL_VERSION
 # Debian packages: runc's seccomp build needs libseccomp-dev, pkg-config and a C
 # toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests;
 # systemd (systemd-analyze), lintian and dpkg-dev check the unit and the .deb (test/packaging).
@@ -131,10 +137,42 @@ ensure_runc() {
 	report runc "$v" "$dir/runc" "$state"
 }
 
+ensure_crictl() {
+	local v=$1 dir
+	dir=$(bindir crictl "$v")
+	local state=cached
+	if ! have_all "$dir" crictl; then
+		go_install "$dir" "" "" "sigs.k8s.io/cri-tools/cmd/crictl@$v"
+		state=built
+	fi
+	report crictl "$v" "$dir/crictl" "$state"
+}
+
+ensure_kubelet() {
+	local v=$1 dir mod=$here/tools/kubelet
+	dir=$(bindir kubelet "$v")
+	# The wrapper module decides what is built: it must be the pinned release.
+	if ! grep -qx "require k8s.io/kubernetes $v" "$mod/go.mod"; then
+		echo "tools.sh: $mod/go.mod does not require k8s.io/kubernetes $v (KUBELET_VERSION in versions.env): update both together" >&2
+		exit 1
+	fi
+	local state=cached
+	if ! have_all "$dir" kubelet; then
+		mkdir -p "$dir"
+		# Built under a temporary name: an interrupted build is not a cached one.
+		(cd "$mod" && env -u GOFLAGS GOWORK=off CGO_ENABLED=1 go build -trimpath -o "$dir/kubelet.partial" k8s.io/kubernetes/cmd/kubelet)
+		mv -f "$dir/kubelet.partial" "$dir/kubelet"
+		state=built
+	fi
+	report kubelet "$v" "$dir/kubelet" "$state"
+}
+
 case "${1:-}" in
 --paths)
 	echo "CONTAINERD_BIN=$(bindir containerd "$containerd_version")"
 	echo "RUNC_BIN=$(bindir runc "$runc_version")"
+	echo "KUBELET_BIN=$(bindir kubelet "$kubelet_version")"
+	echo "CRICTL_BIN=$(bindir crictl "$crictl_version")"
 	exit 0
 	;;
 "") ;;
@@ -150,3 +188,5 @@ for v in "${containerd_versions[@]}"; do
 	ensure_containerd "$v"
 done
 ensure_runc "$runc_version"
+ensure_crictl "$crictl_version"
+ensure_kubelet "$kubelet_version"

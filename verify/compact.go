@@ -34,6 +34,9 @@ type Trust struct {
 	tags     []cTag
 	sigs     []cSig
 	problems []span
+	// denied lists the refused tags (Repo.Denied) of every repository,
+	// repository after repository, each repository's sorted by tag.
+	denied []cDeny
 	// roles are the distinct role names, sorted; a signature refers to
 	// its role by index, and Signer returns a one-element sub-slice.
 	roles     []string
@@ -49,6 +52,7 @@ type cRepo struct {
 	name         span
 	tag0, ntags  uint32
 	prob0, nprob uint32
+	den0, nden   uint32
 	expires      stamp
 	fresh        stamp
 	expRole      span
@@ -88,6 +92,8 @@ type cSig struct {
 	digest span
 	length int64
 }
+
+type cDeny struct{ tag, reason span }
 
 type cDig struct {
 	digest span
@@ -145,7 +151,7 @@ func (b *trustBuilder) role(name string) uint32 {
 func (b *trustBuilder) addRepo(name string, r *Repo) {
 	t := b.t
 	cr := cRepo{
-		name: b.add(name), tag0: uint32(len(t.tags)), prob0: uint32(len(t.problems)),
+		name: b.add(name), tag0: uint32(len(t.tags)), prob0: uint32(len(t.problems)), den0: uint32(len(t.denied)),
 		expires: stampOf(r.Expires), fresh: stampOf(r.FreshUntil),
 		expRole: b.add(r.ExpiresRole), freshRole: b.add(r.FreshRole),
 	}
@@ -153,6 +159,17 @@ func (b *trustBuilder) addRepo(name string, r *Repo) {
 		t.problems = append(t.problems, b.add(p))
 	}
 	cr.nprob = uint32(len(r.Problems))
+	denied := make([]string, 0, len(r.Denied))
+	for tag := range r.Denied {
+		if _, signed := r.Tags[tag]; !signed {
+			denied = append(denied, tag)
+		}
+	}
+	sort.Strings(denied)
+	for _, tag := range denied {
+		t.denied = append(t.denied, cDeny{b.add(tag), b.add(r.Denied[tag])})
+	}
+	cr.nden = uint32(len(denied))
 	for _, tag := range r.SortedTags() {
 		roles := r.RolesInOrder(tag)
 		if len(roles) == 0 {
@@ -297,6 +314,26 @@ func (r RepoView) Problems() []string {
 	return out
 }
 
+// NumDenied returns how many tags are refused (Repo.Denied).
+func (r RepoView) NumDenied() int { return int(r.c().nden) }
+
+// DeniedAt returns the i-th refused tag, in lexical order, and why.
+func (r RepoView) DeniedAt(i int) (tag, reason string) {
+	d := &r.t.denied[r.c().den0+uint32(i)]
+	return r.t.str(d.tag), r.t.str(d.reason)
+}
+
+// Denied returns why tag is refused, if it is (Repo.Denied).
+func (r RepoView) Denied(tag string) (string, bool) {
+	c := r.c()
+	ds := r.t.denied[c.den0 : c.den0+c.nden]
+	i := sort.Search(len(ds), func(i int) bool { return r.t.str(ds[i].tag) >= tag })
+	if i < len(ds) && r.t.str(ds[i].tag) == tag {
+		return r.t.str(ds[i].reason), true
+	}
+	return "", false
+}
+
 // NumTags returns how many tags are signed.
 func (r RepoView) NumTags() int { return int(r.c().ntags) }
 
@@ -373,6 +410,10 @@ func (r RepoView) Materialize(source string) *Repo {
 		out.Tags[tv.Name()] = rt
 		out.Order[tv.Name()] = order
 	}
+	for i := 0; i < r.NumDenied(); i++ {
+		tag, why := r.DeniedAt(i)
+		out.deny(tag, why)
+	}
 	return out
 }
 
@@ -428,7 +469,7 @@ func (tv TagView) Roles() []string {
 // Binary form: a header, then the arena and the tables, little-endian.
 const (
 	trustMagic   = "trustd-trust\n"
-	trustVersion = 1
+	trustVersion = 2
 	maxTrustSize = 1 << 31
 )
 
@@ -455,6 +496,7 @@ func (t *Trust) AppendBinary(b []byte) ([]byte, error) {
 	u32(uint32(len(t.sigs)))
 	u32(uint32(len(t.problems)))
 	u32(uint32(len(t.byDigest)))
+	u32(uint32(len(t.denied)))
 	b = append(b, t.arena...)
 	for _, r := range t.roleSpans {
 		sp(r)
@@ -465,6 +507,8 @@ func (t *Trust) AppendBinary(b []byte) ([]byte, error) {
 		u32(r.ntags)
 		u32(r.prob0)
 		u32(r.nprob)
+		u32(r.den0)
+		u32(r.nden)
 		st(r.expires)
 		st(r.fresh)
 		sp(r.expRole)
@@ -487,6 +531,10 @@ func (t *Trust) AppendBinary(b []byte) ([]byte, error) {
 		sp(d.digest)
 		u32(d.tag)
 	}
+	for _, d := range t.denied {
+		sp(d.tag)
+		sp(d.reason)
+	}
 	return b, nil
 }
 
@@ -500,10 +548,11 @@ const maxSigsPerTag = 1 << 15
 const (
 	spanSize  = 8
 	stampSize = 12
-	repoSize  = spanSize + 16 + 2*stampSize + 2*spanSize
+	repoSize  = spanSize + 24 + 2*stampSize + 2*spanSize
 	tagSize   = spanSize + 8
 	sigSize   = 4 + spanSize + 8
 	digSize   = spanSize + 4
+	denySize  = 2 * spanSize
 )
 
 // DecodeTrust reads the binary form written by AppendBinary and checks it
@@ -515,7 +564,7 @@ func DecodeTrust(b []byte) (*Trust, error) {
 	bad := func(f string, a ...any) (*Trust, error) {
 		return nil, fmt.Errorf("%w: %s", ErrCorruptTrust, fmt.Sprintf(f, a...))
 	}
-	if len(b) < len(trustMagic)+8*4 || string(b[:len(trustMagic)]) != trustMagic {
+	if len(b) < len(trustMagic)+9*4 || string(b[:len(trustMagic)]) != trustMagic {
 		return bad("not a trust index")
 	}
 	le := binary.LittleEndian
@@ -524,12 +573,12 @@ func DecodeTrust(b []byte) (*Trust, error) {
 	if v := u32(); v != trustVersion {
 		return bad("format %d, want %d", v, trustVersion)
 	}
-	var n [7]uint64
+	var n [8]uint64
 	for i := range n {
 		n[i] = uint64(u32())
 	}
-	nArena, nRoles, nRepos, nTags, nSigs, nProb, nDig := n[0], n[1], n[2], n[3], n[4], n[5], n[6]
-	want := nArena + nRoles*spanSize + nRepos*repoSize + nTags*tagSize + nSigs*sigSize + nProb*spanSize + nDig*digSize
+	nArena, nRoles, nRepos, nTags, nSigs, nProb, nDig, nDeny := n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7]
+	want := nArena + nRoles*spanSize + nRepos*repoSize + nTags*tagSize + nSigs*sigSize + nProb*spanSize + nDig*digSize + nDeny*denySize
 	if uint64(len(b)) != want {
 		return bad("%d bytes of tables, want %d", len(b), want)
 	}
@@ -558,7 +607,7 @@ func DecodeTrust(b []byte) (*Trust, error) {
 	}
 	t.repos = make([]cRepo, nRepos)
 	for i := range t.repos {
-		t.repos[i] = cRepo{name: sp(), tag0: u32(), ntags: u32(), prob0: u32(), nprob: u32(), expires: st(), fresh: st(), expRole: sp(), freshRole: sp()}
+		t.repos[i] = cRepo{name: sp(), tag0: u32(), ntags: u32(), prob0: u32(), nprob: u32(), den0: u32(), nden: u32(), expires: st(), fresh: st(), expRole: sp(), freshRole: sp()}
 	}
 	t.tags = make([]cTag, nTags)
 	for i := range t.tags {
@@ -576,6 +625,10 @@ func DecodeTrust(b []byte) (*Trust, error) {
 	for i := range t.byDigest {
 		t.byDigest[i] = cDig{digest: sp(), tag: u32()}
 	}
+	t.denied = make([]cDeny, nDeny)
+	for i := range t.denied {
+		t.denied[i] = cDeny{tag: sp(), reason: sp()}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -587,8 +640,17 @@ func DecodeTrust(b []byte) (*Trust, error) {
 
 // check verifies the invariants lookups rely on.
 func (t *Trust) check() error {
-	var next uint32 // tags are laid out repository after repository
+	var next, nextDeny uint32 // tags and denials are laid out repository after repository
 	for i, r := range t.repos {
+		if r.den0 != nextDeny || uint64(r.den0)+uint64(r.nden) > uint64(len(t.denied)) {
+			return fmt.Errorf("repository %d: denied tags out of range", i)
+		}
+		nextDeny = r.den0 + r.nden
+		for j := r.den0; j < r.den0+r.nden; j++ {
+			if j > r.den0 && t.str(t.denied[j-1].tag) >= t.str(t.denied[j].tag) {
+				return fmt.Errorf("repository %d: denied tag %d out of order", i, j)
+			}
+		}
 		if i > 0 && t.str(t.repos[i-1].name) >= t.str(r.name) {
 			return fmt.Errorf("repository %d out of order", i)
 		}
@@ -607,6 +669,9 @@ func (t *Trust) check() error {
 				return fmt.Errorf("repository %d: tag %d out of order", i, j)
 			}
 		}
+	}
+	if nextDeny != uint32(len(t.denied)) {
+		return errors.New("denied tags outside every repository")
 	}
 	if next != uint32(len(t.tags)) {
 		return errors.New("tags outside every repository")

@@ -13,9 +13,14 @@ import (
 	"github.com/trustd/trustd/policy"
 )
 
-// DefaultNotarySigners are the roles whose signatures count for a Notary
-// source when a rule names none: Docker's order, delegation first.
-var DefaultNotarySigners = []string{"targets/releases", "targets"}
+// defaultNotarySigners are the roles whose signatures count for a Notary
+// source when a rule names none: Docker's order, delegation first. (An
+// array: no caller can change what Decide reads.)
+var defaultNotarySigners = [...]string{"targets/releases", "targets"}
+
+// DefaultNotarySigners returns the roles whose signatures count for a
+// Notary source when a rule names none, in Docker's order.
+func DefaultNotarySigners() []string { return slices.Clone(defaultNotarySigners[:]) }
 
 // ErrDenied is matched (errors.Is) by every *DeniedError.
 var ErrDenied = errors.New("trustd: image denied")
@@ -103,21 +108,33 @@ type Decision struct {
 	Threshold int      `json:"threshold,omitempty"`
 	Namespace string   `json:"namespace,omitempty"`
 	Reason    string   `json:"reason"`
+	// Volume is the mount point of the image volume judged, when the image
+	// is mounted into a container as a volume rather than run as its image.
+	Volume string `json:"volume,omitempty"`
 	// Grace is set when the decision rests on expired timestamp or
 	// snapshot data used under offline_grace; it says so and until when.
 	Grace string `json:"grace,omitempty"`
 }
 
-// Verdict is the decision in one word, as logged and counted: "allow",
-// "deny", or "audit" (allowed, but would be denied).
-func (d Decision) Verdict() string {
+// Verdict is a decision in one word, as logged and counted.
+type Verdict string
+
+// The verdicts.
+const (
+	Allow Verdict = "allow"
+	Deny  Verdict = "deny"
+	Audit Verdict = "audit" // allowed, but would be denied
+)
+
+// Verdict is the decision in one word.
+func (d Decision) Verdict() Verdict {
 	switch {
 	case d.Audit:
-		return "audit"
+		return Audit
 	case d.Allowed:
-		return "allow"
+		return Allow
 	}
-	return "deny"
+	return Deny
 }
 
 // Message is the decision as one line for a person: for a denial it names
@@ -131,6 +148,13 @@ func (d Decision) Message() string {
 		b.WriteString("trustd: allowed ")
 	default:
 		b.WriteString("trustd: denied ")
+	}
+	if d.Volume != "" {
+		b.WriteString("image volume ")
+		b.WriteString(d.Volume)
+		if d.Image != "" {
+			b.WriteString(" from ")
+		}
 	}
 	b.WriteString(d.Image)
 	switch {
@@ -276,8 +300,8 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 		return
 	}
 	rt, ok := si.Lookup(ref.Repo)
-	if !ok || rt.NumTags() == 0 {
-		notSigned(d, ref.Repo, r.Source)
+	if !ok || rt.NumTags() == 0 && rt.NumDenied() == 0 {
+		notSigned(d, si, ref, r.Source)
 		return
 	}
 	if !fresh(p, r, si, rt, ref.Repo, d, now) {
@@ -285,7 +309,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	}
 	signers := r.Signers
 	if len(signers) == 0 && si.Kind == "notary" {
-		signers = DefaultNotarySigners
+		signers = defaultNotarySigners[:]
 	}
 	threshold := r.Threshold
 	if threshold < 1 {
@@ -296,7 +320,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	if ref.Tag != "" {
 		tv, ok := rt.Tag(ref.Tag)
 		if !ok {
-			tagNotSigned(d, ref.Tag, ref.Repo)
+			tagNotSigned(d, si, rt, ref.Tag, ref.Repo)
 			return
 		}
 		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold)
@@ -305,7 +329,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 			return
 		}
 		d.SignedDigest = sd
-		d.Signers = roles
+		d.Signers = slices.Clone(roles) // the caller's own: roles is the index's
 		one := [1]tagDigest{{ref.Tag, sd, roles}}
 		match(d, ref, f, one[:])
 		return
@@ -343,13 +367,27 @@ func noTrustData(d *Decision, si *SourceIndex, source string) {
 }
 
 //go:noinline
-func notSigned(d *Decision, repo, source string) {
-	d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", repo, source)
+func notSigned(d *Decision, si *SourceIndex, ref *policy.Ref, source string) {
+	d.Reason = fmt.Sprintf("%s is not signed: source %q has no trust data for it", ref.Repo, source)
+	inFailedRole(d, si, ref.Repo, ref.Tag)
 }
 
 //go:noinline
-func tagNotSigned(d *Decision, tag, repo string) {
+func tagNotSigned(d *Decision, si *SourceIndex, rt RepoView, tag, repo string) {
+	if why, ok := rt.Denied(tag); ok {
+		d.Reason = fmt.Sprintf("tag %q of %s is refused: %s", tag, repo, why)
+		return
+	}
 	d.Reason = fmt.Sprintf("tag %q of %s is not signed", tag, repo)
+	inFailedRole(d, si, repo, tag)
+}
+
+// inFailedRole adds to an unsigned tag's reason the delegated role that
+// could not be used and whose paths cover it: the role may sign it.
+func inFailedRole(d *Decision, si *SourceIndex, repo, tag string) {
+	if f := failedRoleCovering(si, repo, tag); f != nil {
+		d.Reason += fmt.Sprintf(" by any role trustd could use: it is in the paths of delegated role %s (delegated by %s), which could not be used: %s", f.Role, f.Delegator, f.Why)
+	}
 }
 
 // fresh checks the expiry of the repository's trust data at now: false
@@ -400,6 +438,10 @@ func allTags(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []stri
 	}
 	if len(cands) == 0 {
 		d.Reason = fmt.Sprintf("no tag of %s is signed by %s", ref.Repo, describeSigners(signers, threshold))
+		if n := rt.NumDenied(); n > 0 {
+			tag, why := rt.DeniedAt(0)
+			d.Reason += fmt.Sprintf("; %d tags are refused (tag %q: %s)", n, tag, why)
+		}
 		return
 	}
 	match(d, ref, f, cands)
@@ -581,7 +623,7 @@ func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) int {
 func allow(d *Decision, ref *policy.Ref, c *tagDigest, how string) {
 	d.Allowed = true
 	d.SignedDigest = c.dgst
-	d.Signers = c.roles
+	d.Signers = slices.Clone(c.roles) // the caller's own: roles may be the index's
 	if d.Digest == "" {
 		d.Digest = c.dgst
 	}

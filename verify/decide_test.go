@@ -211,6 +211,8 @@ func TestSplitTargetName(t *testing.T) {
 		{"127.0.0.1:5000/demo/hello:1.0", "127.0.0.1:5000/demo/hello", "1.0"},
 		{"docker.io/library/nginx:1.25", "docker.io/library/nginx", "1.25"},
 		{"nginx:latest", "docker.io/library/nginx", "latest"},
+		{"REGISTRY.corp.example:443/app:1", "registry.corp.example/app", "1"},
+		{"registry-1.docker.io/nginx:1", "docker.io/library/nginx", "1"},
 	} {
 		repo, tag, err := SplitTargetName(tc.in)
 		if err != nil || repo != tc.repo || tag != tc.tag {
@@ -372,4 +374,34 @@ source = "corp"
 			t.Fatalf("platform manifest of a signed index: %s", d.Message())
 		}
 	})
+}
+
+// TestDecisionSignersAreTheCallers: a caller that changes a decision's
+// Signers changes nothing the next decision reads.
+func TestDecisionSignersAreTheCallers(t *testing.T) {
+	p, err := policy.Parse("policy.toml", []byte(testPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	ix := testIndex(now.Add(24 * time.Hour))
+	for _, image := range []string{"registry.example.com/apps/web:1.0", "docker.io/library/nginx:1.25", "docker.io/team/app:agree"} {
+		f := Facts{Subject: SubjectPull, Image: image}
+		first := Decide(p, ix, f, now)
+		if !first.Allowed || len(first.Signers) == 0 {
+			t.Fatalf("%s: %s", image, first.Message())
+		}
+		want := strings.Join(first.Signers, ",")
+		for i := range first.Signers {
+			first.Signers[i] = "mallory"
+		}
+		if again := Decide(p, ix, f, now); strings.Join(again.Signers, ",") != want {
+			t.Errorf("%s: signers %v after the caller changed its copy, want %s", image, again.Signers, want)
+		}
+	}
+	d := DefaultNotarySigners()
+	d[0] = "mallory"
+	if DefaultNotarySigners()[0] != "targets/releases" {
+		t.Error("DefaultNotarySigners can be changed by a caller")
+	}
 }

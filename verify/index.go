@@ -31,6 +31,9 @@ type SourceIndex struct {
 	// UnreachableSince; offline grace applies only then.
 	Unreachable      bool
 	UnreachableSince time.Time
+	// Failed lists the delegated roles of a TUF source that could not be
+	// used: a tag no usable role signs, in one's paths, is denied naming it.
+	Failed []FailedRole
 }
 
 // NewSourceIndex returns the index of source name (of kind "tuf" or

@@ -49,4 +49,9 @@ type Repo struct {
 	// Problems lists non-fatal findings made during verification (an
 	// expired or under-threshold delegation that was ignored).
 	Problems []string `json:"problems,omitempty"`
+	// Denied maps a tag that must be refused to the reason (a TUF target
+	// in the paths of a delegated role that failed to load or verify, or
+	// whose role signed it without a sha256 hash). A tag is in Tags or in
+	// Denied, never both.
+	Denied map[string]string `json:"denied,omitempty"`
 }

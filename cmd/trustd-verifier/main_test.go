@@ -12,13 +12,18 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/trustd/trustd/plugin/control"
+	"github.com/trustd/trustd/plugin/gate"
+	"github.com/trustd/trustd/plugin/local"
+
 	"github.com/opencontainers/go-digest"
 
-	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/test/harness"
 	"github.com/trustd/trustd/verify"
 )
@@ -30,7 +35,9 @@ func TestStandardLibraryOnly(t *testing.T) {
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
 	}
-	if got := strings.Fields(string(out)); len(got) != 1 || got[0] != "github.com/trustd/trustd/cmd/trustd-verifier" {
+	// The contract it shares with the daemon is the only package of the
+	// module it links, and that links the standard library only.
+	if got := strings.Fields(string(out)); !slices.Equal(got, []string{"github.com/trustd/trustd/internal/pullgate", "github.com/trustd/trustd/cmd/trustd-verifier"}) {
 		t.Fatalf("trustd-verifier links packages outside the standard library: %q", got)
 	}
 }
@@ -119,11 +126,11 @@ func (n *node) writePolicy(t *testing.T, path, body string) {
 // the node's cache.
 func (n *node) serve(t *testing.T) {
 	t.Helper()
-	l, err := plugin.OpenLocal(n.policy, nil)
+	l, err := local.OpenLocal(n.policy, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &plugin.ControlServer{Engine: l.Engine}
+	c := &control.ControlServer{Engine: l.Engine}
 	if err := c.Listen(n.socket); err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +149,7 @@ type result struct {
 func (n *node) gate(t *testing.T, bin string, args []string, stdin string, env ...string) result {
 	t.Helper()
 	if filepath.Base(bin) == "trustd" {
-		args = append([]string{plugin.VerifierName}, args...)
+		args = append([]string{gate.VerifierName}, args...)
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), append([]string{"TRUSTD_CONFIG=" + n.policy, "TRUSTD_BIN="}, env...)...)
@@ -398,13 +405,13 @@ func FuzzDenialMatchesPlugin(f *testing.F) {
 	dg := digest.FromString("m")
 	f.Fuzz(func(t *testing.T, ref, reason string) {
 		var out bytes.Buffer
-		plugin.RunVerifier(context.Background(), []string{"-name", ref, "-digest", string(dg)}, nil, &out, func(context.Context, verify.Facts) (verify.Decision, error) {
+		gate.RunVerifier(context.Background(), []string{"-name", ref, "-digest", string(dg)}, nil, &out, func(context.Context, verify.Facts) (verify.Decision, error) {
 			return verify.Decision{}, errors.New(reason)
 		})
 		if !strings.Contains(out.String(), "could not decide") {
 			return // the plugin refused the arguments
 		}
-		if got := denial(pull{name: ref, digest: string(dg)}, reason); got != out.String() {
+		if got := pullgate.Undecided(ref, string(dg), reason); got != out.String() {
 			t.Fatalf("verifier: %q\nplugin:   %q", got, out.String())
 		}
 	})

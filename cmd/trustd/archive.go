@@ -7,30 +7,30 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
-	"github.com/opencontainers/go-digest"
+	"github.com/trustd/trustd/plugin/local"
+
 	"golang.org/x/term"
 
-	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/plugin/archive"
 	"github.com/trustd/trustd/policy"
-	"github.com/trustd/trustd/verify"
-	"github.com/trustd/trustd/verify/archive"
-)
-
-// Reasons of the denials verifyArchive makes itself.
-const (
-	reasonNoName = "the archive gives this image no name; trustd judges images by the reference they are loaded as"
-	// maxReasonProblems bounds how many of an image's problems its reason lists.
-	maxReasonProblems = 5
 )
 
 // verifyArchive judges every image in a docker save or OCI layout tar,
 // before it is loaded, from the cache only: one verdict per image and
 // name it would be loaded as. An image the archive has tampered with,
 // lacks content of, or gives no name is denied.
-func verifyArchive(l *plugin.Local, path, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+//
+// asName, if set, is the reference an image without a name is loaded as
+// (`ctr images import --index-name`); the archive must then hold exactly
+// one such image.
+func verifyArchive(l *local.Local, path, asName, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+	if asName != "" {
+		if _, err := policy.ParseRef(asName); err != nil {
+			return exitUsage, fmt.Errorf("--name: %w", err)
+		}
+	}
 	for _, e := range l.LoadErrors {
 		fmt.Fprintf(stderr, "trustd verify: warning: %v\n", e)
 	}
@@ -57,147 +57,22 @@ func verifyArchive(l *plugin.Local, path, namespace string, jsonOut bool, stdout
 		return exitDenied, nil
 	}
 
-	e := archiveEngine(l, a)
+	ds, err := l.JudgeArchive(ctx, a, asName, namespace)
+	if err != nil {
+		return exitUsage, fmt.Errorf("archive %s: %w", path, err)
+	}
 	code := exitOK
-	for _, img := range a.Images {
-		for _, d := range judgeArchiveImage(ctx, e, l.Policy, img, namespace) {
-			if !d.Allowed {
-				code = exitDenied
-			}
-			if jsonOut {
-				json.NewEncoder(stdout).Encode(d)
-				continue
-			}
-			fmt.Fprintln(stdout, d.Message())
+	for _, d := range ds {
+		if !d.Allowed {
+			code = exitDenied
 		}
-	}
-	return code, nil
-}
-
-// archiveEngine is l's engine with the archive's own manifests and indexes
-// (content-addressed, verified) as a first source of content, so that a
-// signed manifest or index the archive holds can be matched to its configs.
-func archiveEngine(l *plugin.Local, a *archive.Archive) *plugin.Engine {
-	readers := []plugin.BlobReader{archiveBlobs{a}}
-	if l.Engine.Resolver != nil {
-		readers = append(readers, l.Engine.Resolver.Readers...)
-	}
-	e := &plugin.Engine{Resolver: &plugin.Resolver{Readers: readers}, Log: l.Engine.Log, Now: l.Engine.Now}
-	e.Swap(l.Engine.Snapshot())
-	return e
-}
-
-// archiveBlobs is a plugin.BlobReader of the archive's manifests and indexes.
-type archiveBlobs struct{ a *archive.Archive }
-
-func (b archiveBlobs) ReadBlob(_ context.Context, d digest.Digest) ([]byte, error) {
-	if data, ok := b.a.Blob(d); ok {
-		return data, nil
-	}
-	return nil, fmt.Errorf("%s is not a manifest of the archive", d)
-}
-
-// judgeArchiveImage decides one image of an archive under each of its
-// names (names that normalise to the same reference are judged once).
-func judgeArchiveImage(ctx context.Context, e *plugin.Engine, p *policy.Policy, img archive.Image, namespace string) []verify.Decision {
-	deny := func(name, reason string) verify.Decision {
-		d := verify.Decision{Image: name, Requested: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest, Signers: []string{}, Reason: reason}
-		if name == "" {
-			d.Image = "<none>"
-		} else if ref, err := policy.ParseRef(name); err == nil {
-			ref.Repo = p.Origin(ref.Repo)
-			d.Image = ref.String()
-		}
-		if namespace != "" {
-			d.Namespace = namespace
-		}
-		return d
-	}
-	var problems string
-	if len(img.Problems) > 0 {
-		ps := img.Problems
-		if len(ps) > maxReasonProblems {
-			ps = append(ps[:maxReasonProblems:maxReasonProblems], fmt.Sprintf("and %d more problems", len(img.Problems)-maxReasonProblems))
-		}
-		problems = "archive: " + strings.Join(ps, "; ")
-	}
-
-	names := uniqueRefs(img.Names)
-	if len(names) == 0 {
-		reason := reasonNoName
-		if len(img.Tags) > 0 {
-			reason = fmt.Sprintf("the archive names this image only by the tag %q, without a repository; trustd judges images by the reference they are loaded as", img.Tags[0])
-		}
-		if problems != "" {
-			reason += "; " + problems
-		}
-		return []verify.Decision{deny("", reason)}
-	}
-	var out []verify.Decision
-	for _, name := range names {
-		if problems != "" {
-			out = append(out, deny(name, problems))
+		if jsonOut {
+			json.NewEncoder(stdout).Encode(d)
 			continue
 		}
-		out = append(out, decideArchiveImage(ctx, e, img, name, namespace))
+		fmt.Fprintln(stdout, d.Message())
 	}
-	return out
-}
-
-// decideArchiveImage decides an intact image under one name. An index
-// that is not itself signed is allowed when every platform it brings is.
-func decideArchiveImage(ctx context.Context, e *plugin.Engine, img archive.Image, name, namespace string) verify.Decision {
-	pc := plugin.Context{Via: "archive"}
-	f := verify.Facts{Subject: verify.SubjectCheck, Image: name, Digest: img.ManifestDigest, ConfigDigest: img.ConfigDigest}
-	if namespace != "" {
-		f.Subject, f.Namespace = verify.SubjectContainer, namespace
-	}
-	d := e.Decide(ctx, f, pc)
-	if d.Allowed || !img.IsIndex() {
-		return d
-	}
-	var runnable []archive.Platform
-	for _, pl := range img.Platforms {
-		if pl.Present && !pl.Attestation {
-			runnable = append(runnable, pl)
-		}
-	}
-	if len(runnable) < 2 {
-		return d // judged with its only platform's config digest already
-	}
-	var first verify.Decision
-	for i, pl := range runnable {
-		pf := f
-		pf.Digest, pf.ConfigDigest = pl.Manifest, pl.Config
-		pd := e.Decide(ctx, pf, pc)
-		if !pd.Allowed {
-			pd.Reason = fmt.Sprintf("platform %s (manifest %s) of index %s: %s", pl.Platform, pl.Manifest, img.ManifestDigest, pd.Reason)
-			return pd
-		}
-		if i == 0 {
-			first = pd
-		}
-	}
-	first.Reason = fmt.Sprintf("each of the %d platforms of index %s is signed; %s: %s", len(runnable), img.ManifestDigest, runnable[0].Platform, first.Reason)
-	return first
-}
-
-// uniqueRefs drops the names that normalise to a reference already listed
-// (RepoTags "x:1" and io.containerd.image.name "docker.io/library/x:1").
-func uniqueRefs(names []string) []string {
-	seen := map[string]bool{}
-	var out []string
-	for _, n := range names {
-		key := n
-		if ref, err := policy.ParseRef(n); err == nil {
-			key = ref.String()
-		}
-		if !seen[key] {
-			seen[key] = true
-			out = append(out, n)
-		}
-	}
-	return out
+	return code, nil
 }
 
 // ctxReader stops reading when ctx is done (Ctrl-C on a large archive).

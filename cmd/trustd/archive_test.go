@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/plugin/local"
 	"github.com/trustd/trustd/test/harness"
 	"github.com/trustd/trustd/verify"
 )
@@ -294,6 +295,21 @@ func TestCLIVerifyArchive(t *testing.T) {
 		}
 		return data
 	})
+	// What `crane pull --format=oci` writes: an index.json without
+	// org.opencontainers.image.ref.name.
+	rewriteTar(t, path("layout.tar"), path("nameless.tar"), func(name string, data []byte) []byte {
+		if name == "index.json" {
+			var ix map[string]any
+			if err := json.Unmarshal(data, &ix); err != nil {
+				t.Fatal(err)
+			}
+			for _, m := range ix["manifests"].([]any) {
+				delete(m.(map[string]any), "annotations")
+			}
+			data, _ = json.Marshal(ix)
+		}
+		return data
+	})
 	os.WriteFile(path("junk.tar"), []byte(strings.Repeat("not an archive", 100)), 0o644)
 
 	type verdict struct {
@@ -328,7 +344,13 @@ func TestCLIVerifyArchive(t *testing.T) {
 		{name: "tampered layer", archive: "tampered.tar", code: 1,
 			verdicts: []verdict{{false, []string{"archive: ", layerDigest, "does not hash to its name"}}}},
 		{name: "untagged image", archive: "untagged.tar", code: 1,
-			verdicts: []verdict{{false, []string{reasonNoName}}}},
+			verdicts: []verdict{{false, []string{local.ReasonNoName}}}},
+		{name: "OCI layout without a ref name", archive: "nameless.tar", code: 1,
+			verdicts: []verdict{{false, []string{local.ReasonNoName, "--name REF"}}}},
+		{name: "OCI layout without a ref name, named as it is loaded", archive: "nameless.tar", args: []string{"--name", reg + "hello:1.0"}, code: 0,
+			verdicts: []verdict{{true, []string{"image digest matches", string(signedManifest)}}}},
+		{name: "OCI layout without a ref name, loaded under an unsigned name", archive: "nameless.tar", args: []string{"--name", reg + "unsigned:1.0"}, code: 1,
+			verdicts: []verdict{{false, []string{"demo/unsigned", "is not signed"}}}},
 		{name: "signed index, one platform saved", archive: "multi.tar", code: 0,
 			verdicts: []verdict{{true, []string{"image digest matches", string(indexDigest)}}}},
 		{name: "unsigned index of signed platforms, signed index not cached", archive: "reindexed.tar", code: 1,
@@ -366,7 +388,7 @@ func TestCLIVerifyArchive(t *testing.T) {
 						t.Errorf("verdict %d: reason lacks %q: %s", i, w, d.Reason)
 					}
 				}
-				if len(tc.args) > 0 && d.Namespace != "prod" {
+				if len(tc.args) > 0 && tc.args[0] == "--namespace" && d.Namespace != "prod" {
 					t.Errorf("verdict %d: namespace %q", i, d.Namespace)
 				}
 			}
@@ -391,6 +413,8 @@ func TestCLIVerifyArchive(t *testing.T) {
 		{"unreadable archive", []string{"--archive", path("junk.tar")}, "not a readable image archive"},
 		{"missing archive", []string{"--archive", path("none.tar")}, "no such file"},
 		{"archive and images", []string{"--archive", path("saved.tar"), "x:1"}, "takes no image arguments"},
+		{"--name that is no reference", []string{"--archive", path("nameless.tar"), "--name", "Not A Ref"}, "--name: invalid image reference"},
+		{"--name with no nameless image", []string{"--archive", path("layout.tar"), "--name", reg + "hello:1.0"}, "holds 0 images without a name"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out, errs := trustd(t, append([]string{"verify", "--config", cfg}, tc.args...)...)

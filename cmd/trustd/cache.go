@@ -7,8 +7,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/trustd/trustd/plugin/local"
+
 	"github.com/trustd/trustd/cache"
-	"github.com/trustd/trustd/plugin"
 	"github.com/trustd/trustd/policy"
 )
 
@@ -27,7 +28,7 @@ func cmdCache(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, er
 	if len(pos) == 0 || (op == "import" && len(pos) != 1) {
 		return exitUsage, usageError{"usage: trustd cache export FILE [REPOSITORY_PATTERN...] | trustd cache import FILE"}
 	}
-	p, err := plugin.LoadPolicy(*cfg)
+	p, err := local.LoadPolicy(*cfg)
 	if err != nil {
 		return exitUsage, err
 	}

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,7 +13,14 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/plugin/control"
+	"github.com/trustd/trustd/plugin/engine"
+	"github.com/trustd/trustd/plugin/gate"
+	"github.com/trustd/trustd/plugin/local"
+	"github.com/trustd/trustd/plugin/selfcheck"
+	"github.com/trustd/trustd/plugin/status"
+
+	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 	"github.com/trustd/trustd/verify/notary"
@@ -23,20 +32,20 @@ func quietLogger(w io.Writer) *slog.Logger {
 
 // daemonClient returns a client for the running daemon's control socket,
 // or nil when no daemon answers there.
-func daemonClient(p *policy.Policy) *plugin.ControlClient {
+func daemonClient(p *policy.Policy) *control.ControlClient {
 	return daemonClientAt(p.Daemon.ControlSocket)
 }
 
 // daemonClientAt is daemonClient for a socket path.
-func daemonClientAt(socket string) *plugin.ControlClient {
+func daemonClientAt(socket string) *control.ControlClient {
 	if socket == "" {
 		return nil
 	}
 	if _, err := os.Stat(socket); err != nil {
 		return nil
 	}
-	c := &plugin.ControlClient{Socket: socket, Timeout: 2 * time.Second}
-	var st plugin.DaemonStatus
+	c := &control.ControlClient{Socket: socket, Timeout: 2 * time.Second}
+	var st status.DaemonStatus
 	if err := c.Get(context.Background(), "GET", "/v1/status", &st); err != nil {
 		return nil
 	}
@@ -52,20 +61,20 @@ func cmdSync(args []string, stdout, stderr io.Writer) (int, error) {
 	} else if len(pos) > 0 {
 		return exitUsage, usageError{"sync takes no arguments"}
 	}
-	p, err := plugin.LoadPolicy(*cfg)
+	p, err := local.LoadPolicy(*cfg)
 	if err != nil {
 		return exitUsage, err
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	var results []plugin.SyncResult
+	var results []status.SyncResult
 	if c := daemonClient(p); c != nil {
 		// The daemon syncs, so its in-memory index is refreshed too.
 		if err := c.Get(ctx, "POST", "/v1/sync", &results); err != nil {
 			return exitDenied, err
 		}
 	} else {
-		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		l, err := local.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
@@ -101,6 +110,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 	ns := fs.String("namespace", "", "judge as a container in this Kubernetes namespace (default: as a pull, allowed if some namespace would allow it)")
 	jsonOut := fs.Bool("json", false, "one JSON object per image")
 	archive := fs.String("archive", "", "judge every image in a docker save or OCI layout tar")
+	asName := fs.String("name", "", "with --archive: the reference an image the archive gives no name is loaded as (as `ctr images import --index-name REF`)")
 	images, err := parseInterleaved(fs, args)
 	if err != nil {
 		return exitUsage, err
@@ -109,16 +119,16 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if len(images) > 0 {
 			return exitUsage, usageError{"--archive takes no image arguments"}
 		}
-		l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+		l, err := local.OpenLocal(*cfg, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
-		return verifyArchive(l, *archive, *ns, *jsonOut, stdout, stderr)
+		return verifyArchive(l, *archive, *asName, *ns, *jsonOut, stdout, stderr)
 	}
 	if len(images) == 0 {
 		return exitUsage, usageError{"usage: trustd verify [--namespace NS] [--json] IMAGE..."}
 	}
-	l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+	l, err := local.OpenLocal(*cfg, quietLogger(stderr))
 	if err != nil {
 		return exitUsage, err
 	}
@@ -134,7 +144,7 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if ref, err := policy.ParseRef(img); err == nil {
 			f.Digest = ref.Digest
 		}
-		d := l.Engine.Decide(context.Background(), f, plugin.Context{Via: "cli"})
+		d := l.Engine.Decide(context.Background(), f, engine.Context{Via: engine.ViaCLI})
 		if !d.Allowed {
 			code = exitDenied
 		}
@@ -157,7 +167,7 @@ func cmdInspect(args []string, stdout, stderr io.Writer) (int, error) {
 	if len(repos) == 0 {
 		return exitUsage, usageError{"usage: trustd inspect [--json] REPOSITORY..."}
 	}
-	l, err := plugin.OpenLocal(*cfg, quietLogger(stderr))
+	l, err := local.OpenLocal(*cfg, quietLogger(stderr))
 	if err != nil {
 		return exitUsage, err
 	}
@@ -261,16 +271,16 @@ func cmdPolicy(args []string, stdout, stderr io.Writer) (int, error) {
 func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("status", stderr)
 	jsonOut := fs.Bool("json", false, "JSON output")
-	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", plugin.DefaultContainerdConfig), "containerd's config file to check when no daemon runs")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file to check when no daemon runs (default: the running containerd's, from its command line, else "+selfcheck.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
 		return exitUsage, usageError{"status takes no arguments"}
 	}
-	p, perr := plugin.LoadPolicy(*cfg)
-	st := &plugin.DaemonStatus{}
+	p, perr := local.LoadPolicy(*cfg)
+	st := &status.DaemonStatus{}
 	running := false
-	socket := plugin.ControlSocketOf(*cfg)
+	socket := local.ControlSocketOf(*cfg)
 	if p != nil {
 		st.Policy, st.Mode, socket = p.File, string(p.Mode), p.Daemon.ControlSocket
 	}
@@ -282,23 +292,24 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 	} else if perr != nil {
 		return exitUsage, perr
 	} else {
-		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		l, err := local.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return exitUsage, err
 		}
-		st.Sources = plugin.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
-		findings, err := plugin.CheckContainerdConfig(*ctrdCfg, p.Daemon.NRISocket)
+		st.Sources = status.SourceStatuses(p, l.Store, l.Engine.Snapshot().Index, time.Now())
+		loc := selfcheck.LocateContainerdConfig(*ctrdCfg, p.Daemon.ContainerdAddress)
+		findings, err := selfcheck.CheckContainerdConfigAt(loc, p.Daemon.NRISocket)
 		if err != nil {
-			fmt.Fprintf(stderr, "trustd status: could not check containerd's configuration: %v\n", err)
+			fmt.Fprintf(stderr, "trustd status: could not check containerd's configuration %s: %v\n", loc, err)
 		}
-		st.ContainerdConfig = findings
+		st.ContainerdConfig, st.ContainerdConfigFile = findings, &loc
 	}
 	if perr != nil {
 		fmt.Fprintf(stderr, "trustd status: the policy file does not load (the daemon keeps its last good policy): %v\n", perr)
 	}
 	if *jsonOut {
 		type withDaemon struct {
-			*plugin.DaemonStatus
+			*status.DaemonStatus
 			DaemonRunning bool `json:"daemon_running"`
 		}
 		return exitOK, json.NewEncoder(stdout).Encode(withDaemon{st, running})
@@ -312,6 +323,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		fmt.Fprintln(stdout, "daemon: not running (status from the cache)")
 	}
 	fmt.Fprintf(stdout, "policy: %s (mode %s)\n", st.Policy, st.Mode)
+	if l := st.ContainerdConfigFile; l != nil {
+		fmt.Fprintf(stdout, "containerd config file: %s\n", l)
+	}
 	for _, f := range st.ContainerdConfig {
 		fmt.Fprintf(stdout, "containerd config %s\n", f.String())
 	}
@@ -357,33 +371,39 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 }
 
 // runVerifier is trustd invoked as trustd-verifier by containerd on every
-// pull. It asks the running daemon (fast, from memory) and falls back to
-// loading the cache itself; it blocks the pull when it cannot decide.
+// pull (or run by the trustd-verifier executable when no daemon answers).
+// A pull has one protocol: the daemon, when one listens, runs the gate on
+// the relayed call (pullgate.Relay) as the trustd-verifier executable asks
+// it; otherwise trustd decides from the cache itself, with the same code.
+// It blocks the pull when it cannot decide.
 func runVerifier(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cfg := os.Getenv("TRUSTD_CONFIG")
-	if cfg == "" {
-		cfg = DefaultConfig
+	cfg := pullgate.ConfigPath()
+	deadline := time.Now().Add(pullgate.Deadline)
+	r, err := pullgate.Relay(args, stdin, cfg, deadline)
+	if err == nil {
+		stdout.Write(r.Output)
+		return r.Code
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	if !errors.Is(err, pullgate.ErrNoDaemon) {
+		fmt.Fprintf(stderr, "trustd %s: the daemon did not answer (%v); deciding from the cache\n", pullgate.Name, err)
+	}
+	if r.StdinRead {
+		stdin = bytes.NewReader(r.Stdin)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	decide := func(ctx context.Context, f verify.Facts) (verify.Decision, error) {
-		p, err := plugin.LoadPolicy(cfg)
+		p, err := local.LoadPolicy(cfg)
 		if err != nil {
 			return verify.Decision{}, err
 		}
-		if p.Daemon.ControlSocket != "" {
-			c := &plugin.ControlClient{Socket: p.Daemon.ControlSocket, Timeout: 3 * time.Second}
-			if d, err := c.Decide(ctx, f); err == nil {
-				return d, nil
-			}
-		}
-		l, err := plugin.OpenLocalPolicy(p, quietLogger(stderr))
+		l, err := local.OpenLocalPolicy(p, quietLogger(stderr))
 		if err != nil {
 			return verify.Decision{}, err
 		}
 		return l.Decide(ctx, f)
 	}
-	return plugin.RunVerifier(ctx, args, stdin, stdout, decide)
+	return gate.RunVerifier(ctx, args, stdin, stdout, decide)
 }
 
 // printNotaryKeys prints a Notary repository's keys as `docker trust

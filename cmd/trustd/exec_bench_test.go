@@ -139,16 +139,16 @@ func newBenchEnv(b *testing.B, d *gen.Dataset, cacheDir string, sources gen.Sour
 	return e
 }
 
-// daemon is a running `trustd run` (without containerd: it serves its
+// runningDaemon is a running `trustd run` (without containerd: it serves its
 // control socket and keeps retrying NRI).
-type daemon struct {
+type runningDaemon struct {
 	cmd      *exec.Cmd
 	started  time.Time
 	listened time.Duration // until the control socket accepted a connection
 	hwm      int64         // VmHWM then
 }
 
-func startDaemon(b *testing.B, bin string, e benchEnv) *daemon {
+func startDaemon(b *testing.B, bin string, e benchEnv) *runningDaemon {
 	b.Helper()
 	log, err := os.Create(filepath.Join(e.dir, fmt.Sprintf("daemon-%d.log", time.Now().UnixNano())))
 	if err != nil {
@@ -157,7 +157,7 @@ func startDaemon(b *testing.B, bin string, e benchEnv) *daemon {
 	defer log.Close()
 	cmd := exec.Command(bin, "run", "--config", e.policy)
 	cmd.Stderr = log
-	d := &daemon{cmd: cmd, started: time.Now()}
+	d := &runningDaemon{cmd: cmd, started: time.Now()}
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func startDaemon(b *testing.B, bin string, e benchEnv) *daemon {
 	return d
 }
 
-func (d *daemon) stop() {
+func (d *runningDaemon) stop() {
 	if d.cmd.Process == nil || d.cmd.ProcessState != nil {
 		return
 	}
@@ -197,7 +197,7 @@ func (d *daemon) stop() {
 
 // waitIdle waits until the daemon has used no CPU for a second (its first
 // background sync round, which re-verifies the cache, is over).
-func (d *daemon) waitIdle(b *testing.B) {
+func (d *runningDaemon) waitIdle(b *testing.B) {
 	b.Helper()
 	last, deadline := int64(-1), time.Now().Add(5*time.Minute)
 	for time.Now().Before(deadline) {

@@ -16,9 +16,17 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 
-	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/plugin/daemon"
+	"github.com/trustd/trustd/plugin/engine"
+	"github.com/trustd/trustd/plugin/gate"
+	"github.com/trustd/trustd/plugin/metrics"
+	"github.com/trustd/trustd/plugin/selfcheck"
+
+	"github.com/trustd/trustd/internal/pullgate"
 )
 
 const (
@@ -29,7 +37,7 @@ const (
 
 // DefaultConfig is the policy file used when neither --config nor
 // TRUSTD_CONFIG is given.
-const DefaultConfig = "/etc/trustd/policy.toml"
+const DefaultConfig = pullgate.DefaultConfig
 
 func main() {
 	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
@@ -41,18 +49,20 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if filepath.Base(args[0]) == plugin.VerifierName {
+	if filepath.Base(args[0]) == gate.VerifierName {
 		return runVerifier(args[1:], stdin, stdout, stderr)
+	}
+	global, args, err := leadingOptions(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "trustd: %v\n\n%s", err, usage)
+		return exitUsage
 	}
 	if len(args) < 2 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
 	}
-	cmd, rest := args[1], args[2:]
-	var (
-		code int
-		err  error
-	)
+	cmd, rest := args[1], withOptions(args[1], args[2:], global)
+	var code int
 	switch cmd {
 	case "run":
 		code, err = cmdRun(rest, stderr)
@@ -68,7 +78,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code, err = cmdStatus(rest, stdout, stderr)
 	case "cache":
 		code, err = cmdCache(rest, stdin, stdout, stderr)
-	case plugin.VerifierName:
+	case gate.VerifierName:
 		return runVerifier(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
@@ -86,7 +96,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 		fmt.Fprintf(stderr, "trustd %s: %v\n", cmd, err)
-		if errors.Is(err, plugin.ErrConfig) {
+		if errors.Is(err, engine.ErrConfig) {
 			return exitUsage
 		}
 		if code == exitOK {
@@ -96,7 +106,57 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return code
 }
 
-const usage = `usage: trustd COMMAND [--config PATH] [options]
+// globalOptions are the options that may come before the command as well
+// as after it: `trustd --config PATH COMMAND` is `trustd COMMAND --config PATH`.
+var globalOptions = []string{"config", "containerd-config"}
+
+// leadingOptions takes the global options that come before the command out
+// of args (args[0] is the program).
+func leadingOptions(args []string) (opts, rest []string, err error) {
+	rest = []string{args[0]}
+	i := 1
+	for ; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" || a == "-h" || a == "--help" {
+			break
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !slices.Contains(globalOptions, name) {
+			return nil, nil, fmt.Errorf("unknown option %q before the command (only --config and --containerd-config may come first)", a)
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, nil, fmt.Errorf("option %s needs a value", a)
+			}
+			i++
+			value = args[i]
+		}
+		opts = append(opts, "--"+name+"="+value)
+	}
+	return opts, append(rest, args[i:]...), nil
+}
+
+// withOptions puts the leading global options where cmd's flag parsing
+// reads them: after the command, or after its verb (policy check, cache
+// export). --containerd-config goes only to the commands that take it.
+func withOptions(cmd string, rest, opts []string) []string {
+	if len(opts) == 0 {
+		return rest
+	}
+	var take []string
+	for _, o := range opts {
+		if strings.HasPrefix(o, "--containerd-config=") && cmd != "run" && cmd != "status" {
+			continue
+		}
+		take = append(take, o)
+	}
+	if (cmd == "policy" || cmd == "cache") && len(rest) > 0 {
+		return slices.Concat(rest[:1], take, rest[1:])
+	}
+	return slices.Concat(take, rest)
+}
+
+const usage = `usage: trustd [--config PATH] COMMAND [options]
 
 Commands:
   run                         the daemon: NRI plugin, background sync, control socket
@@ -161,7 +221,7 @@ func daemonLogger(w io.Writer) *slog.Logger {
 
 func cmdRun(args []string, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("run", stderr)
-	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", plugin.DefaultContainerdConfig), "containerd's config file, checked at start for settings that let images through")
+	ctrdCfg := fs.String("containerd-config", envOr("TRUSTD_CONTAINERD_CONFIG", ""), "containerd's config file, checked at start and on reload for settings that let images through (default: the running containerd's, from its command line, else "+selfcheck.DefaultContainerdConfig+"; env TRUSTD_CONTAINERD_CONFIG)")
 	if pos, err := parseInterleaved(fs, args); err != nil {
 		return exitUsage, err
 	} else if len(pos) > 0 {
@@ -179,7 +239,7 @@ func cmdRun(args []string, stderr io.Writer) (int, error) {
 	if err != nil {
 		return exitUsage, err
 	}
-	d := &plugin.Daemon{ConfigPath: *cfg, Log: log, ContainerdConfig: *ctrdCfg, Metrics: plugin.NewMetrics()}
+	d := &daemon.Daemon{ConfigPath: *cfg, Log: log, ContainerdConfig: *ctrdCfg, Metrics: metrics.NewMetrics()}
 	if err := d.Run(ctx); err != nil {
 		log.Error("trustd failed", "error", err.Error())
 		return exitDenied, err

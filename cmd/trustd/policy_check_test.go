@@ -132,6 +132,43 @@ func TestPolicyCheckConfigFromEnvironment(t *testing.T) {
 	pcEqualLines(t, "stdout", out, []string{p + ": OK (0 sources, 1 rules, mode enforce)"})
 }
 
+// TestConfigBeforeTheCommand: `trustd --config PATH COMMAND` is
+// `trustd COMMAND --config PATH`, in each spelling; a later --config wins.
+func TestConfigBeforeTheCommand(t *testing.T) {
+	dir := t.TempDir()
+	p := pcWrite(t, dir, "first.toml", "version = 1\n[[rule]]\nimages = [\"**\"]\naction = \"deny\"\n")
+	other := pcWrite(t, dir, "other.toml", "version = 1\n[[rule]]\nimages = [\"**\"]\naction = \"allow\"\n")
+	t.Setenv("TRUSTD_CONFIG", filepath.Join(dir, "none.toml"))
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"--config PATH policy check", []string{"--config", p, "policy", "check"}, p},
+		{"--config=PATH policy check", []string{"--config=" + p, "policy", "check"}, p},
+		{"-config PATH policy check", []string{"-config", p, "policy", "check"}, p},
+		{"policy check --config PATH", []string{"policy", "check", "--config", p}, p},
+		{"the later --config wins", []string{"--config", p, "policy", "check", "--config", other}, other},
+		{"--containerd-config is taken before the command too", []string{"--containerd-config", "/x.toml", "--config", p, "policy", "check"}, p},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := trustd(t, tc.args...)
+			if code != 0 || !strings.Contains(out, tc.want+": OK") {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want %s checked", code, out, errs, tc.want)
+			}
+		})
+	}
+	for _, args := range [][]string{{"--config"}, {"--frob", "policy", "check"}} {
+		if code, _, errs := trustd(t, args...); code != 2 || !strings.Contains(errs, "usage") {
+			t.Errorf("trustd %v: exit %d, stderr %q; want 2 and the usage", args, code, errs)
+		}
+	}
+	// The verify command reads it too (with a policy that denies all).
+	if code, out, _ := trustd(t, "--config", p, "verify", "--json", "x:1"); code != 1 || !strings.Contains(out, `"allowed":false`) {
+		t.Errorf("trustd --config P verify: exit %d, %s", code, out)
+	}
+}
+
 func TestPolicyCheckInvalid(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct {

@@ -8,11 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trustd/trustd/plugin/engine"
+	"github.com/trustd/trustd/plugin/local"
+
 	"github.com/trustd/trustd/cache"
-	"github.com/trustd/trustd/plugin"
+	"github.com/trustd/trustd/plugin/archive"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
-	"github.com/trustd/trustd/verify/archive"
 	"github.com/trustd/trustd/verify/notary"
 )
 
@@ -185,7 +187,7 @@ func TestDatasetLoads(t *testing.T) {
 			if err := WritePolicy(path, d.PolicyOptions(tc.cacheDir, filepath.Join(dir, "none.sock"), tc.sources)); err != nil {
 				t.Fatal(err)
 			}
-			l, err := plugin.OpenLocal(path, nil)
+			l, err := local.OpenLocal(path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,12 +207,12 @@ func TestDatasetLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := plugin.OpenLocalPolicy(p, nil)
+	l, err := local.OpenLocalPolicy(p, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, image := range []string{RepoName(DefaultRegistry, 3) + ":" + Tag(2), BigGUN + ":" + NotaryTagName(o.NotaryTags, 3)} {
-		if dd := l.Engine.Decide(context.Background(), verify.Facts{Subject: verify.SubjectPull, Image: image}, plugin.Context{}); !dd.Allowed {
+		if dd := l.Engine.Decide(context.Background(), verify.Facts{Subject: verify.SubjectPull, Image: image}, engine.Context{}); !dd.Allowed {
 			t.Errorf("%s: %s", image, dd.Message())
 		}
 	}

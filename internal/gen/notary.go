@@ -191,7 +191,7 @@ type NotaryOptions struct {
 	// TagName names tag j; default NotaryTagName.
 	TagName func(j int) string
 	// SHA512 adds a sha512 hash to each target (the notary CLI's addhash
-	// --sha256 writes sha256 only, as do the sizes quoted in ARCHITECTURE).
+	// --sha256 writes sha256 only).
 	SHA512 bool
 	// Now is the signing time; Expires how long targets, snapshot and root
 	// stay valid (default 1 year), TimestampExpires the timestamp (default

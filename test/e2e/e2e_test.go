@@ -28,8 +28,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// Fragments of trustd's reasons the scenarios rely on (see
-// ARCHITECTURE.md, "Command line" and the e2e contract).
+// Fragments of trustd's reasons the scenarios rely on (the README's
+// "Command line" and docs/SECURITY.md).
 const (
 	fragTrustd    = "trustd:"
 	fragDenied    = "denied"
@@ -291,6 +291,24 @@ func (e *env) assertNoPlugin(t *testing.T, i image) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("creation error lacks %q:\n%v", fragNoPlugin, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// waitPlugin waits until a creation from i (an image trustd allows) is no
+// longer refused for a missing plugin, removing what it creates.
+func (e *env) waitPlugin(t *testing.T, i image) {
+	t.Helper()
+	deadline := time.Now().Add(decisionTimeout)
+	for {
+		id, err := e.create(t, i)
+		if err == nil {
+			_ = e.Node.RemoveContainer(id)
+			return
+		}
+		if !strings.Contains(err.Error(), fragNoPlugin) || time.Now().After(deadline) {
+			t.Fatalf("creation of %s: %v", i.ref, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

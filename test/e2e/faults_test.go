@@ -90,6 +90,11 @@ func TestFaults(t *testing.T) {
 			t.Errorf("the kill did not land mid-burst (denied %d, no plugin %d)", deniedByTrustd.Load(), noPlugin.Load())
 		}
 		td = s.StartTrustd(top)
+		// containerd may still be dropping the killed plugin's state when
+		// the new one registers, and close the new connection once (seen
+		// under this burst); trustd reconnects at once. Wait for that to
+		// settle, then the signed image runs.
+		e.waitPlugin(t, signed)
 		e.run(t, signed)
 	})
 

@@ -17,6 +17,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
+	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
 	"github.com/trustd/trustd/test/harness"
 )
@@ -115,10 +116,26 @@ func runMatrix(t *testing.T, version string) matrixOutcome {
 		foreign.img = img
 		foreign.manifest, _ = harness.ManifestOf(t, img)
 	}
+	// For the claims and image volumes (7-9): an allow-listed image, and
+	// a signed image that only the namespace "team" may use.
+	base := newImage(t, s, "allowed/base:1", "allow-listed image running")
+	tool := newImage(t, s, "team/tool:1", "team image running")
+	s.Policy.Rules = `
+[[rule]]
+images = ["{{.Registry}}/allowed/*"]
+action = "allow"
+
+[[rule]]
+images = ["{{.Registry}}/team/**"]
+namespaces = ["team"]
+action = "verify"
+source = "corp"
+`
+	harness.WritePolicy(t, s.PolicyPath, s.Policy)
 	for _, p := range []struct {
 		image
 		sign bool
-	}{{signed, true}, {unsigned, false}, {saved, true}} {
+	}{{signed, true}, {unsigned, false}, {saved, true}, {tool, true}} {
 		if d, manifest := harness.Push(t, p.ref, p.img); d != p.manifest {
 			t.Fatalf("pushed %s as %s, built as %s", p.ref, d, p.manifest)
 		} else if p.sign {
@@ -279,7 +296,7 @@ func runMatrix(t *testing.T, version string) matrixOutcome {
 				line, _ := td.WaitLog(decisionTimeout, `"msg":"decision"`, `"container":"mismatch"`)
 				t.Fatalf("containerd %s: container %s created from unsigned image %s for the request %s; trustd decided:\n%s", version, id, foreign.config(t), signed.ref, line)
 			}
-			assertDenied(t, "creation", err, signed.repo(t), string(foreign.config(t)), fragNotConfig)
+			assertDenied(t, "creation", err, signed.repo(t), string(foreign.config(t)), "not the image that runs")
 			record("create foreign image ID", harness.Reason(err))
 		},
 	}, {
@@ -295,12 +312,102 @@ func runMatrix(t *testing.T, version string) matrixOutcome {
 				if err == nil {
 					t.Fatalf("containerd %s: container %s created from unsigned config %s for the request %s", version, id, sideloaded.config(t), signed.ref)
 				}
-				assertDenied(t, "creation", err, signed.repo(t), string(sideloaded.config(t)), fragNotConfig)
+				assertDenied(t, "creation", err, signed.repo(t), string(sideloaded.config(t)), "not the image that runs")
 				return
 			}
 			if err == nil {
 				t.Logf("containerd %s: KNOWN LIMIT: a container from config %s sharing the signed image's layers was created for %s (no container.image before containerd 2.4)", version, sideloaded.config(t), signed.ref)
 				_ = s.Node.RemoveContainer(id)
+			}
+		},
+	}, {
+		// The image-name annotation is the CRI request's to set: a name
+		// that an allow rule trusts, claimed for an unsigned image, must
+		// not let it run. A name counts only where containerd's store
+		// binds it to the image the container is created from.
+		name: "7 a name claimed for another image is not trusted",
+		run: func(t *testing.T) {
+			tar := filepath.Join(tarDir, "base.tar")
+			harness.DockerSaveTar(t, tar, map[string]v1.Image{base.ref: base.img})
+			s.Node.ImportArchive(t, tar, base.ref)
+			e.run(t, base) // the allow rule lets the image itself run
+			created(t, "allow-listed", base, "allow")
+			// foreign has layers of its own (an image sharing the allowed
+			// one's layers is the known limit of 5b before 2.4).
+			id, err := s.Node.CreateContainerFromImageID(e.pod.ID, e.pod.Config, "claim", string(foreign.config(t)), base.ref)
+			if err == nil {
+				line, _ := td.WaitLog(decisionTimeout, `"msg":"decision"`, `"container":"claim"`)
+				t.Fatalf("containerd %s: container %s created from unsigned image %s claiming the allow-listed %s; trustd decided:\n%s", version, id, foreign.config(t), base.ref, line)
+			}
+			assertDenied(t, "creation", err, base.ref, "not the image that runs")
+			record("create claiming an allow-listed name", harness.Reason(err))
+			if line, err := td.WaitLog(decisionTimeout, `"msg":"decision"`, `"container":"claim"`); err != nil || strings.Contains(line, `"decision":"allow"`) {
+				t.Errorf("trustd's log for the claim: %q, %v", line, err)
+			}
+		},
+	}, {
+		// crictl and other CRI clients may name the image by its ID, full
+		// or short: it is judged as the image the store names so.
+		name: "8 image referenced by its image ID",
+		run: func(t *testing.T) {
+			full := string(signed.config(t))
+			short := signed.config(t).Encoded()[:13]
+			for i, ref := range []string{full, short} {
+				name := fmt.Sprintf("by-id-%d", i)
+				id, err := s.Node.CreateContainerWith(e.pod.ID, e.pod.Config, name, &runtimeapi.ImageSpec{Image: ref, UserSpecifiedImage: ref})
+				if err != nil {
+					t.Fatalf("creation of signed %s by image ID %s: %v", signed.ref, ref, err)
+				}
+				line, err := td.WaitLog(decisionTimeout, `"msg":"decision"`, `"container":"`+name+`"`)
+				if err != nil || !strings.Contains(line, `"decision":"allow"`) || !strings.Contains(line, `"image":"`+signed.ref+`"`) {
+					t.Errorf("trustd on %s by image ID %s: %q %v", signed.ref, ref, line, err)
+				}
+				_ = s.Node.RemoveContainer(id)
+			}
+			ref := string(sideloaded.config(t))
+			_, err := s.Node.CreateContainerWith(e.pod.ID, e.pod.Config, "by-id-unsigned", &runtimeapi.ImageSpec{Image: ref, UserSpecifiedImage: ref})
+			assertDenied(t, "creation by image ID", err, sideloaded.repo(t), fragNotSigned)
+			record("create unsigned by image ID", harness.Reason(err))
+		},
+	}, {
+		// Kubernetes image volumes: the image's files are mounted into the
+		// container, so they are judged like its image, in its pod's
+		// namespace.
+		name: "9 image volumes are judged",
+		run: func(t *testing.T) {
+			if _, err := s.Node.PullImage(tool.ref); err != nil {
+				t.Fatalf("CRI pull of %s (signed, allowed in namespace team) blocked: %v", tool.ref, err)
+			}
+			spec := func(i image) *runtimeapi.ImageSpec {
+				return &runtimeapi.ImageSpec{Image: string(i.config(t)), UserSpecifiedImage: i.ref}
+			}
+			id, err := s.Node.CreateContainerWith(e.pod.ID, e.pod.Config, "vol-signed", spec(signed), harness.ImageVolume("/vol", saved.ref))
+			if err != nil {
+				t.Fatalf("signed container with the signed image volume %s: %v", saved.ref, err)
+			}
+			if line, err := td.WaitLog(decisionTimeout, `"msg":"decision"`, `"container":"vol-signed"`, `"volume":"/vol"`); err != nil || !strings.Contains(line, `"decision":"allow"`) {
+				t.Errorf("trustd on the signed image volume: %q %v", line, err)
+			}
+			_ = s.Node.RemoveContainer(id)
+
+			_, err = s.Node.CreateContainerWith(e.pod.ID, e.pod.Config, "vol-unsigned", spec(signed), harness.ImageVolume("/vol", sideloaded.ref))
+			assertDenied(t, "signed container with an unsigned image volume", err, "image volume /vol", sideloaded.repo(t), fragNotSigned)
+			record("create with an unsigned image volume", harness.Reason(err))
+
+			_, err = s.Node.CreateContainerWith(e.pod.ID, e.pod.Config, "vol-team", spec(signed), harness.ImageVolume("/vol", tool.ref))
+			assertDenied(t, "image volume allowed only in namespace team, in default", err, "image volume /vol", tool.repo(t), "in namespace default")
+			record("create with another namespace's image volume", harness.Reason(err))
+
+			team := s.Node.RunPod(t, "team", "team")
+			id, err = s.Node.CreateContainerWith(team.ID, team.Config, "vol-team-ok", spec(tool), harness.ImageVolume("/vol", tool.ref))
+			if err != nil {
+				t.Fatalf("team container with the team image volume in namespace team: %v", err)
+			}
+			if err := s.Node.StartContainer(id); err != nil {
+				t.Fatalf("start: %v", err)
+			}
+			if err := s.Node.WaitContainerLog(id, tool.message, 20*time.Second); err != nil {
+				t.Fatal(err)
 			}
 		},
 	}, {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,8 +180,14 @@ to = %q
 				time.Sleep(50 * time.Millisecond)
 			}
 		}
-		if _, err := td.WaitLog(decisionTimeout, `"via":"image-event"`, `"decision":"deny"`, other.repo(t)); err != nil {
+		if _, err := td.WaitLog(decisionTimeout, `"msg":"verdict"`, `"via":"image-event"`, `"verdict":"deny"`, other.repo(t)); err != nil {
 			t.Fatal(err)
+		}
+		// Nothing was refused: a search for refusals finds none.
+		for _, l := range strings.Split(td.Logs(), "\n") {
+			if strings.Contains(l, `"via":"image-event"`) && strings.Contains(l, `"decision":`) {
+				t.Errorf("an image event is logged as a decision: %s", l)
+			}
 		}
 	})
 
@@ -260,8 +267,11 @@ action = "allow"
 		}
 		// The node's containerd is configured to fail closed: the self-check
 		// (at start and in status) finds nothing to report.
-		if st := s.CLI(t, "status", "--config", s.PolicyPath); strings.Contains(st.Stdout, "containerd config") || !strings.Contains(st.Stdout, "decides in validate") {
-			t.Errorf("status on a fail-closed node:\n%s", st.Stdout)
+		// The file checked is the one this node's containerd was started
+		// with (--config), found from its command line.
+		wantFile := "containerd config file: " + s.Node.ConfigPath + " (from the command line of containerd (pid " + strconv.Itoa(s.Node.Pid()) + "))"
+		if st := s.CLI(t, "status", "--config", s.PolicyPath); strings.Contains(st.Stdout, "containerd config error") || strings.Contains(st.Stdout, "containerd config warning") || !strings.Contains(st.Stdout, "decides in validate") || !strings.Contains(st.Stdout, wantFile) {
+			t.Errorf("status on a fail-closed node:\n%s\nwant %q", st.Stdout, wantFile)
 		}
 		// Local attack surface: the control socket and the cache are root's alone.
 		if fi, err := os.Stat(s.Policy.ControlSocket); err != nil || fi.Mode().Perm() != 0o600 {

@@ -26,25 +26,9 @@ type Pod struct {
 // parent of the node's. The pod is stopped and removed on cleanup.
 func (n *Node) RunPod(t TB, name, namespace string) *Pod {
 	t.Helper()
-	uid := randomHex(8)
-	logDir := filepath.Join(n.Dir, "pods", namespace+"_"+name+"_"+uid)
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
+	cfg, err := n.PodConfig(name, namespace)
+	if err != nil {
 		t.Fatalf("%v", err)
-	}
-	cfg := &runtimeapi.PodSandboxConfig{
-		Metadata: &runtimeapi.PodSandboxMetadata{
-			Name:      name,
-			Namespace: namespace,
-			Uid:       uid,
-		},
-		LogDirectory: logDir,
-		Labels:       map[string]string{"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": namespace},
-		Linux: &runtimeapi.LinuxPodSandboxConfig{
-			CgroupParent: n.cgroupParent,
-			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
-				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
-			},
-		},
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
@@ -59,6 +43,32 @@ func (n *Node) RunPod(t TB, name, namespace string) *Pod {
 		_ = n.RemovePod(pod.ID)
 	})
 	return pod
+}
+
+// PodConfig is the configuration of a host-network pod (no CNI needed)
+// as kubelet writes it, with a new UID, a log directory under the node's
+// (created here) and a cgroup parent of the node's, removed on cleanup.
+func (n *Node) PodConfig(name, namespace string) (*runtimeapi.PodSandboxConfig, error) {
+	uid := randomHex(8)
+	logDir := filepath.Join(n.Dir, "pods", namespace+"_"+name+"_"+uid)
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return nil, err
+	}
+	return &runtimeapi.PodSandboxConfig{
+		Metadata: &runtimeapi.PodSandboxMetadata{
+			Name:      name,
+			Namespace: namespace,
+			Uid:       uid,
+		},
+		LogDirectory: logDir,
+		Labels:       map[string]string{"io.kubernetes.pod.name": name, "io.kubernetes.pod.namespace": namespace},
+		Linux: &runtimeapi.LinuxPodSandboxConfig{
+			CgroupParent: n.cgroupParent,
+			SecurityContext: &runtimeapi.LinuxSandboxSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE},
+			},
+		},
+	}, nil
 }
 
 // StopPod stops a pod's containers and its sandbox.
@@ -133,31 +143,53 @@ func (n *Node) CreateContainer(podID string, podConfig *runtimeapi.PodSandboxCon
 // does once it has resolved ref. Given an imageID that ref does not name on
 // the node, it is a kubelet that raced a re-tag (or any other CRI client).
 func (n *Node) CreateContainerFromImageID(podID string, podConfig *runtimeapi.PodSandboxConfig, name, imageID, ref string) (string, error) {
+	return n.CreateContainerWith(podID, podConfig, name, &runtimeapi.ImageSpec{Image: imageID, UserSpecifiedImage: ref})
+}
+
+// ImageVolume is the CRI mount of an OCI image volume, as kubelet asks
+// for a pod volume `image: {reference: ref}` mounted at path.
+func ImageVolume(path, ref string) *runtimeapi.Mount {
+	return &runtimeapi.Mount{ContainerPath: path, Readonly: true, Image: &runtimeapi.ImageSpec{Image: ref}}
+}
+
+// CreateContainerWith creates a container named name in the pod with the
+// given image spec (any CRI client's: an image ID, a short ID, a name, a
+// UserSpecifiedImage of its choice) and mounts (image volumes among them).
+func (n *Node) CreateContainerWith(podID string, podConfig *runtimeapi.PodSandboxConfig, name string, image *runtimeapi.ImageSpec, mounts ...*runtimeapi.Mount) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	resp, err := n.Runtime.CreateContainer(ctx, &runtimeapi.CreateContainerRequest{
-		PodSandboxId: podID,
-		Config: &runtimeapi.ContainerConfig{
-			Metadata: &runtimeapi.ContainerMetadata{Name: name},
-			Image:    &runtimeapi.ImageSpec{Image: imageID, UserSpecifiedImage: ref},
-			LogPath:  name + ".log",
-			Labels: map[string]string{
-				"io.kubernetes.container.name": name,
-				"io.kubernetes.pod.name":       podConfig.GetMetadata().GetName(),
-				"io.kubernetes.pod.namespace":  podConfig.GetMetadata().GetNamespace(),
-			},
-			Linux: &runtimeapi.LinuxContainerConfig{
-				SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
-					NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER},
-				},
-			},
-		},
+		PodSandboxId:  podID,
+		Config:        ContainerConfig(podConfig, name, image, mounts...),
 		SandboxConfig: podConfig,
 	})
 	if err != nil {
 		return "", err
 	}
 	return resp.GetContainerId(), nil
+}
+
+// ContainerConfig is the configuration of a container named name in the
+// pod configured by podConfig (host network as its pod, a PID namespace
+// of its own, its log in the pod's log directory), with the given image
+// spec and mounts.
+func ContainerConfig(podConfig *runtimeapi.PodSandboxConfig, name string, image *runtimeapi.ImageSpec, mounts ...*runtimeapi.Mount) *runtimeapi.ContainerConfig {
+	return &runtimeapi.ContainerConfig{
+		Metadata: &runtimeapi.ContainerMetadata{Name: name},
+		Image:    image,
+		Mounts:   mounts,
+		LogPath:  name + ".log",
+		Labels: map[string]string{
+			"io.kubernetes.container.name": name,
+			"io.kubernetes.pod.name":       podConfig.GetMetadata().GetName(),
+			"io.kubernetes.pod.namespace":  podConfig.GetMetadata().GetNamespace(),
+		},
+		Linux: &runtimeapi.LinuxContainerConfig{
+			SecurityContext: &runtimeapi.LinuxContainerSecurityContext{
+				NamespaceOptions: &runtimeapi.NamespaceOption{Network: runtimeapi.NamespaceMode_NODE, Pid: runtimeapi.NamespaceMode_CONTAINER},
+			},
+		},
+	}
 }
 
 // StartContainer starts a created container.

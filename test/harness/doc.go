@@ -3,7 +3,8 @@
 // everything under a temporary directory, the runc it drives, an in-process
 // OCI registry on loopback, a TUF repository signed and served on loopback,
 // tiny test images built from Go programs in test/images, and the trustd
-// binary as a real process.
+// binary as a real process; and the clients operators drive containerd
+// with: a standalone kubelet (StartKubelet) and crictl (NewCrictl).
 //
 // Every server listens on 127.0.0.1 only. Every resource is released through
 // TB.Cleanup, including processes that outlive their parent (containerd's

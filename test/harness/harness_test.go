@@ -51,7 +51,8 @@ func TestToolsScriptAgrees(t *testing.T) {
 			if override != "" && tools.Versions.Containerd != override {
 				t.Errorf("containerd version %s, want the override %s", tools.Versions.Containerd, override)
 			}
-			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\n", filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc))
+			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\n",
+				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl))
 			if string(out) != want {
 				t.Errorf("tools.sh --paths:\n%s\nharness:\n%s", out, want)
 			}
@@ -83,23 +84,26 @@ func TestParseEnvFile(t *testing.T) {
 }
 
 func TestParseVersions(t *testing.T) {
-	const pins = "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\n"
+	const clients = "KUBELET_VERSION=v1.36.3\nCRICTL_VERSION=v1.37.0\n"
+	const pins = "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\n" + clients
 	for _, tc := range []struct {
 		name, in, override string
 		want               Versions
 		wantErr            bool
 	}{
 		{name: "matrix", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.3.7,v2.4.2\n",
-			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.2.9", "v2.3.7", "v2.4.2"}, Runc: "v1.5.2"}},
+			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.2.9", "v2.3.7", "v2.4.2"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0"}},
 		{name: "no matrix: the full suite's alone", in: pins,
-			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.4.2"}, Runc: "v1.5.2"}},
+			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.4.2"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0"}},
 		{name: "override replaces both", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.4.2\n", override: "v2.3.7",
-			want: Versions{Containerd: "v2.3.7", Matrix: []string{"v2.3.7"}, Runc: "v1.5.2"}},
+			want: Versions{Containerd: "v2.3.7", Matrix: []string{"v2.3.7"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0"}},
 		{name: "bad override", in: pins, override: "../v2.3.7", wantErr: true},
 		{name: "twice", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.2.9\n", wantErr: true},
 		{name: "empty entry", in: pins + "CONTAINERD_MATRIX=v2.2.9,,v2.4.2\n", wantErr: true},
 		{name: "not a release", in: pins + "CONTAINERD_MATRIX=v2.2,main\n", wantErr: true},
-		{name: "no runc", in: "CONTAINERD_VERSION=v2.4.2\n", wantErr: true},
+		{name: "no runc", in: "CONTAINERD_VERSION=v2.4.2\n" + clients, wantErr: true},
+		{name: "no kubelet", in: "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\nCRICTL_VERSION=v1.37.0\n", wantErr: true},
+		{name: "crictl not a release", in: pins + "CRICTL_VERSION=latest\n", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseVersions("versions.env", []byte(tc.in), tc.override)

@@ -35,7 +35,8 @@ import (
 // Debian's notary package (0.7.0, installed by test/tools.sh) provides the
 // Notary v1 server and client the harness runs. A notary-server built from
 // the Go module proxy is not usable: built with a current Go it rejects
-// every delegation upload (see ARCHITECTURE.md).
+// every delegation upload (`invalid role: releases`: Go's multipart
+// FileName() strips the `targets/` prefix of the part's file name).
 const (
 	NotaryServerBin = "/usr/bin/notary-server"
 	NotaryBin       = "/usr/bin/notary"

@@ -35,7 +35,13 @@ func Prereqs(t TB) {
 	if len(problems) == 0 {
 		return
 	}
-	msg := "end-to-end prerequisites missing:\n  - " + strings.Join(problems, "\n  - ")
+	skipOrFail(t, "end-to-end prerequisites missing:\n  - "+strings.Join(problems, "\n  - "))
+}
+
+// skipOrFail skips the test with msg, or fails it when the environment
+// variable CI is "true": CI must never skip silently.
+func skipOrFail(t TB, msg string) {
+	t.Helper()
 	if os.Getenv("CI") == "true" {
 		t.Fatalf("%s", msg)
 	}
@@ -47,12 +53,46 @@ func Prereqs(t TB) {
 // Prereqs does. Prereqs checks the rest of the machine.
 func ContainerdPrereqs(t TB, version string) {
 	t.Helper()
-	var problems []string
 	tools, err := FindToolsFor(version)
+	requireInstalled(t, "containerd "+version, err, tools.Containerd, tools.Ctr, tools.Shim)
+}
+
+// KubeletPrereqs checks that test/tools.sh built the pinned kubelet
+// (KUBELET_VERSION) and that util-linux's unshare and mount, which
+// StartKubelet needs, are on PATH; it skips the test or fails it under
+// CI=true as Prereqs does. Tests that run a kubelet call it after Prereqs.
+func KubeletPrereqs(t TB) {
+	t.Helper()
+	tools, err := FindTools()
+	bins := []string{tools.Kubelet}
+	for _, name := range []string{"unshare", "mount"} {
+		path, lerr := exec.LookPath(name)
+		if lerr != nil {
+			err = errors.Join(err, fmt.Errorf("%s (util-linux) is not on PATH", name))
+		}
+		bins = append(bins, path)
+	}
+	requireInstalled(t, "kubelet "+tools.Versions.Kubelet, err, bins...)
+}
+
+// CrictlPrereqs checks that test/tools.sh built the pinned crictl
+// (CRICTL_VERSION), and skips the test or fails it under CI=true as
+// Prereqs does. Tests that run crictl call it after Prereqs.
+func CrictlPrereqs(t TB) {
+	t.Helper()
+	tools, err := FindTools()
+	requireInstalled(t, "crictl "+tools.Versions.Crictl, err, tools.Crictl)
+}
+
+// requireInstalled skips the test, or fails it when CI is "true", if
+// finding the tools failed (err) or one of bins is not an executable file.
+func requireInstalled(t TB, what string, err error, bins ...string) {
+	t.Helper()
+	var problems []string
 	if err != nil {
 		problems = append(problems, err.Error())
 	} else {
-		for _, bin := range []string{tools.Containerd, tools.Ctr, tools.Shim} {
+		for _, bin := range bins {
 			if !isExecutable(bin) {
 				problems = append(problems, fmt.Sprintf("%s is not installed: run `make tools` (test/tools.sh) as root", bin))
 			}
@@ -61,11 +101,7 @@ func ContainerdPrereqs(t TB, version string) {
 	if len(problems) == 0 {
 		return
 	}
-	msg := "containerd " + version + " missing:\n  - " + strings.Join(problems, "\n  - ")
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s", msg)
-	}
-	t.Skipf("%s", msg)
+	skipOrFail(t, what+" missing:\n  - "+strings.Join(problems, "\n  - "))
 }
 
 func missingPrereqs() []string {

@@ -25,6 +25,10 @@ type Versions struct {
 	// newest patch of each minor line a fleet runs, e.g. [v2.2.9 v2.3.7 v2.4.2].
 	Matrix []string
 	Runc   string // e.g. v1.5.2
+	// Kubelet and Crictl are the clients the tests drive containerd
+	// with, e.g. v1.36.3 and v1.37.0.
+	Kubelet string
+	Crictl  string
 }
 
 // releaseVersion is what a pinned version must look like: it names a
@@ -32,8 +36,8 @@ type Versions struct {
 var releaseVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
 
 // ReadVersions reads VersionsFile from the module root: CONTAINERD_VERSION,
-// CONTAINERD_MATRIX (comma-separated; CONTAINERD_VERSION alone if absent) and
-// RUNC_VERSION. The environment variable TRUSTD_E2E_CONTAINERD_VERSION
+// CONTAINERD_MATRIX (comma-separated; CONTAINERD_VERSION alone if absent),
+// RUNC_VERSION, KUBELET_VERSION and CRICTL_VERSION. The environment variable TRUSTD_E2E_CONTAINERD_VERSION
 // replaces the containerd version and the matrix with itself, as it does for
 // test/tools.sh (a CI job per release sets it).
 func ReadVersions() (Versions, error) {
@@ -56,9 +60,14 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 	if err != nil {
 		return Versions{}, err
 	}
-	v := Versions{Containerd: vars["CONTAINERD_VERSION"], Runc: vars["RUNC_VERSION"]}
-	if v.Containerd == "" || v.Runc == "" {
-		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION and RUNC_VERSION must both be set", path)
+	v := Versions{
+		Containerd: vars["CONTAINERD_VERSION"],
+		Runc:       vars["RUNC_VERSION"],
+		Kubelet:    vars["KUBELET_VERSION"],
+		Crictl:     vars["CRICTL_VERSION"],
+	}
+	if v.Containerd == "" || v.Runc == "" || v.Kubelet == "" || v.Crictl == "" {
+		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION, RUNC_VERSION, KUBELET_VERSION and CRICTL_VERSION must all be set", path)
 	}
 	if m := vars["CONTAINERD_MATRIX"]; m != "" {
 		for r := range strings.SplitSeq(m, ",") {
@@ -76,7 +85,7 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 		}
 		v.Containerd, v.Matrix = override, []string{override}
 	}
-	for _, r := range append([]string{v.Containerd, v.Runc}, v.Matrix...) {
+	for _, r := range append([]string{v.Containerd, v.Runc, v.Kubelet, v.Crictl}, v.Matrix...) {
 		if !releaseVersion.MatchString(r) {
 			return Versions{}, fmt.Errorf("%s: version %q: want a release such as v2.3.7", path, r)
 		}
@@ -134,6 +143,8 @@ type Tools struct {
 	Ctr        string // ctr client
 	Shim       string // containerd-shim-runc-v2
 	Runc       string // runc
+	Kubelet    string // kubelet (KubeletPrereqs checks it)
+	Crictl     string // crictl (CrictlPrereqs checks it)
 }
 
 // FindTools returns where test/tools.sh puts the pinned tools, with the
@@ -158,17 +169,23 @@ func FindToolsFor(containerd string) (Tools, error) {
 	if err != nil {
 		return Tools{}, err
 	}
-	rdir, err := ToolBinDir("runc", v.Runc)
-	if err != nil {
-		return Tools{}, err
-	}
-	return Tools{
+	tools := Tools{
 		Versions:   v,
 		Containerd: filepath.Join(cdir, "containerd"),
 		Ctr:        filepath.Join(cdir, "ctr"),
 		Shim:       filepath.Join(cdir, "containerd-shim-runc-v2"),
-		Runc:       filepath.Join(rdir, "runc"),
-	}, nil
+	}
+	for _, b := range []struct {
+		path          *string
+		name, version string
+	}{{&tools.Runc, "runc", v.Runc}, {&tools.Kubelet, "kubelet", v.Kubelet}, {&tools.Crictl, "crictl", v.Crictl}} {
+		dir, err := ToolBinDir(b.name, b.version)
+		if err != nil {
+			return Tools{}, err
+		}
+		*b.path = filepath.Join(dir, b.name)
+	}
+	return tools, nil
 }
 
 var moduleRoot = sync.OnceValues(func() (string, error) {

@@ -161,21 +161,11 @@ func (td *Trustd) Logs() string { return string(td.logs.Bytes()) }
 // WaitLog waits until a line of trustd's log contains every one of substrs,
 // and returns that line.
 func (td *Trustd) WaitLog(timeout time.Duration, substrs ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	for {
-		changed := td.logs.Changed()
-		for line := range strings.Lines(td.Logs()) {
-			if containsAll(line, substrs) {
-				return strings.TrimSpace(line), nil
-			}
-		}
-		select {
-		case <-changed:
-		case <-ctx.Done():
-			return "", fmt.Errorf("no trustd log line with %q within %v", substrs, timeout)
-		}
+	line, err := td.logs.waitLine(timeout, substrs)
+	if err != nil {
+		return "", fmt.Errorf("trustd log: %w", err)
 	}
+	return line, nil
 }
 
 func containsAll(s string, substrs []string) bool {
@@ -216,6 +206,26 @@ func (l *logBuffer) Bytes() []byte {
 	return bytes.Clone(l.buf.Bytes())
 }
 
+// waitLine waits until a line written contains every one of substrs, and
+// returns that line.
+func (l *logBuffer) waitLine(timeout time.Duration, substrs []string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	for {
+		changed := l.Changed()
+		for line := range strings.Lines(string(l.Bytes())) {
+			if containsAll(line, substrs) {
+				return strings.TrimSpace(line), nil
+			}
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return "", fmt.Errorf("no line with %q within %v", substrs, timeout)
+		}
+	}
+}
+
 // Changed returns a channel closed at the next write.
 func (l *logBuffer) Changed() <-chan struct{} {
 	l.mu.Lock()
@@ -234,6 +244,15 @@ type CLIResult struct {
 // result, not a failure; failing to run the binary fails the test.
 func RunTrustdCLI(t TB, bin string, extraEnv []string, args ...string) CLIResult {
 	t.Helper()
+	return runToExit(t, "trustd", bin, extraEnv, args...)
+}
+
+// runToExit runs `<bin> args...` to completion (2 min at most) with
+// extraEnv added to this process's environment; name names the command in
+// a failure. A non-zero exit is a result, not a failure; failing to run the
+// binary fails the test.
+func runToExit(t TB, name, bin string, extraEnv []string, args ...string) CLIResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
@@ -248,7 +267,7 @@ func RunTrustdCLI(t TB, bin string, extraEnv []string, args ...string) CLIResult
 	case errors.As(err, &ee) && ee.Exited():
 		res.ExitCode = ee.ExitCode()
 	default:
-		t.Fatalf("trustd %s: %v\nstderr:\n%s", strings.Join(args, " "), err, res.Stderr)
+		t.Fatalf("%s %s: %v\nstderr:\n%s", name, strings.Join(args, " "), err, res.Stderr)
 	}
 	return res
 }
