@@ -14,7 +14,6 @@ import (
 
 	"github.com/trustd/trustd/plugin/status"
 
-
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
