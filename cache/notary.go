@@ -181,6 +181,9 @@ func (s *NotarySource) Load() (*verify.SourceIndex, error) {
 	return s.index(), errors.Join(errs...)
 }
 
+// Index returns the source's current index (RepositorySource).
+func (s *NotarySource) Index() *verify.SourceIndex { return s.index() }
+
 func (s *NotarySource) index() *verify.SourceIndex {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -676,3 +679,9 @@ func (s *NotarySource) writeBundle(b *NotaryBundle) ([]byte, error) {
 	}
 	return data, WriteFileAtomic(p, data, 0o600)
 }
+
+var (
+	_ RepositorySource = (*NotarySource)(nil)
+	_ KeysSource       = (*NotarySource)(nil)
+	_ Source           = (*tufSource)(nil)
+)

@@ -27,6 +27,36 @@ type Source interface {
 	Sync(ctx context.Context, now time.Time) (*SyncResult, error)
 }
 
+// A Source may also implement the optional interfaces below; the Store
+// asks for them by interface, never by concrete type, so that a new kind of
+// source is a new file implementing Source (and whichever of these apply).
+
+// RepositorySource is a source that fetches trust data per repository
+// (Notary): at a pull it can fetch one repository at once, and it keeps in
+// sync the repositories it is told are wanted.
+type RepositorySource interface {
+	Source
+	// Covers reports whether the source has trust data for repo.
+	Covers(repo string) bool
+	// SyncPulled fetches repo's trust data now for a pull; a repository
+	// left without any is kept in sync in memory for a while only.
+	SyncPulled(ctx context.Context, repo string, now time.Time) error
+	// Want asks the source to keep these repositories in sync.
+	Want(repos ...string)
+	// PullDiscovered counts the repositories seen at pulls, without trust
+	// data, kept in sync at now.
+	PullDiscovered(now time.Time) int
+	// Index returns the source's current index.
+	Index() *verify.SourceIndex
+}
+
+// KeysSource is a source that can show a repository's keys (Notary's
+// `trustd inspect`).
+type KeysSource interface {
+	Source
+	Keys(repo string) *notary.Keys
+}
+
 // Status is what the cache records about the last syncs of one source; it
 // is shown by `trustd status`.
 type Status struct {
@@ -253,8 +283,8 @@ func (s *Store) Statuses() []*Status {
 // sync (sources that list their repositories themselves ignore it).
 func (s *Store) Want(repos ...string) {
 	for _, src := range s.sources {
-		if ns, ok := src.(*NotarySource); ok {
-			ns.Want(repos...)
+		if rs, ok := src.(RepositorySource); ok {
+			rs.Want(repos...)
 		}
 	}
 }
@@ -265,11 +295,11 @@ func (s *Store) Want(repos ...string) {
 // way. A repository left without trust data is kept in sync in memory for
 // a while only (NotarySource.SyncPulled).
 func (s *Store) SyncRepository(ctx context.Context, source, repo string, now time.Time) (*verify.SourceIndex, error) {
-	if ns := s.notarySource(source); ns != nil && ns.Covers(repo) {
-		if err := ns.SyncPulled(ctx, repo, now); err != nil {
+	if rs := s.repositorySource(source); rs != nil && rs.Covers(repo) {
+		if err := rs.SyncPulled(ctx, repo, now); err != nil {
 			return nil, err
 		}
-		return ns.index(), nil
+		return rs.Index(), nil
 	}
 	return nil, nil
 }
@@ -278,25 +308,30 @@ func (s *Store) SyncRepository(ctx context.Context, source, repo string, now tim
 // trust data, the named Notary source keeps in sync at now (0 for other
 // sources).
 func (s *Store) PullDiscovered(source string, now time.Time) int {
-	if ns := s.notarySource(source); ns != nil {
-		return ns.PullDiscovered(now)
+	if rs := s.repositorySource(source); rs != nil {
+		return rs.PullDiscovered(now)
 	}
 	return 0
 }
 
-func (s *Store) notarySource(name string) *NotarySource {
+func (s *Store) source(name string) Source {
 	for _, src := range s.sources {
-		if ns, ok := src.(*NotarySource); ok && src.Name() == name {
-			return ns
+		if src.Name() == name {
+			return src
 		}
 	}
 	return nil
 }
 
+func (s *Store) repositorySource(name string) RepositorySource {
+	rs, _ := s.source(name).(RepositorySource)
+	return rs
+}
+
 // NotaryKeys returns the keys of a repository cached by a Notary source.
 func (s *Store) NotaryKeys(source, repo string) *notary.Keys {
-	if ns := s.notarySource(source); ns != nil {
-		return ns.Keys(repo)
+	if ks, ok := s.source(source).(KeysSource); ok {
+		return ks.Keys(repo)
 	}
 	return nil
 }
