@@ -623,7 +623,9 @@ func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) int {
 func allow(d *Decision, ref *policy.Ref, c *tagDigest, how string) {
 	d.Allowed = true
 	d.SignedDigest = c.dgst
-	d.Signers = slices.Clone(c.roles) // the caller's own: roles may be the index's
+	if !slices.Equal(d.Signers, c.roles) { // already the caller's own copy when equal
+		d.Signers = slices.Clone(c.roles) // the caller's own: roles may be the index's
+	}
 	if d.Digest == "" {
 		d.Digest = c.dgst
 	}
