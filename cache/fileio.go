@@ -169,3 +169,15 @@ func (l *Lock) Unlock() error {
 	l.f = nil
 	return err
 }
+
+// moveAside renames a cached bundle that no longer verifies out of the
+// way (kept for inspection, never read again) and says where it went; the
+// source then fetches afresh. It is the one place bundles are set aside.
+func moveAside(p string) string {
+	aside := fmt.Sprintf("%s.bad-%d", p, time.Now().UnixNano())
+	if err := os.Rename(p, aside); err != nil {
+		return "could not move it aside: " + err.Error()
+	}
+	syncDir(filepath.Dir(p))
+	return "moved aside to " + filepath.Base(aside)
+}

@@ -363,15 +363,7 @@ func splitExpiry(r *verify.Repo, k *notary.Keys) *verify.Repo {
 	return &c
 }
 
-func (s *NotarySource) moveAside(gun string) string {
-	p := s.bundlePath(gun)
-	aside := fmt.Sprintf("%s.bad-%d", p, time.Now().UnixNano())
-	if err := os.Rename(p, aside); err != nil {
-		return "could not move it aside: " + err.Error()
-	}
-	syncDir(filepath.Dir(p))
-	return "moved aside to " + filepath.Base(aside)
-}
+func (s *NotarySource) moveAside(gun string) string { return moveAside(s.bundlePath(gun)) }
 
 // Sync refreshes the repositories to keep in sync, a few at a time and at
 // most RoundMax of them (gunsToSync says which come first; the others come

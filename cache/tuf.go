@@ -163,15 +163,7 @@ func (s *TUFSource) readBundleRaw() ([]byte, *TUFBundle, error) {
 // ErrNoData means a source has nothing in the cache yet.
 var ErrNoData = errors.New("no trust data cached yet")
 
-func (s *TUFSource) moveAside(reason error) string {
-	p := s.bundlePath()
-	aside := fmt.Sprintf("%s.bad-%d", p, time.Now().UnixNano())
-	if err := os.Rename(p, aside); err != nil {
-		return "could not move it aside: " + err.Error()
-	}
-	syncDir(filepath.Dir(p))
-	return "moved aside to " + filepath.Base(aside)
-}
+func (s *TUFSource) moveAside(reason error) string { return moveAside(s.bundlePath()) }
 
 // verifyBundle verifies the top-level metadata of b from the pinned root
 // at ref (the zero time: no expiry check) and loads its delegated roles.

@@ -340,3 +340,13 @@ func (p *Policy) Origin(repo string) string {
 	}
 	return repo
 }
+
+// OfflineGraceFor is how long expired timestamp or snapshot data of the
+// named source may still be used while it is unreachable: the source's own
+// offline_grace, else the daemon's.
+func (p *Policy) OfflineGraceFor(source string) time.Duration {
+	if src := p.Source(source); src != nil && src.OfflineGrace != nil {
+		return *src.OfflineGrace
+	}
+	return p.Daemon.OfflineGrace
+}

@@ -404,10 +404,7 @@ func fresh(p *policy.Policy, r *policy.Rule, si *SourceIndex, rt RepoView, repo 
 	if until.IsZero() || !now.After(until) {
 		return true
 	}
-	grace := p.Daemon.OfflineGrace
-	if src := p.Source(r.Source); src != nil && src.OfflineGrace != nil {
-		grace = *src.OfflineGrace
-	}
+	grace := p.OfflineGraceFor(r.Source)
 	exp := fmt.Sprintf("the %s of %s's trust data expired at %s", rt.FreshRole(), repo, until.UTC().Format(time.RFC3339))
 	switch {
 	case grace <= 0:

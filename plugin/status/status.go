@@ -94,10 +94,7 @@ func SourceStatuses(p *policy.Policy, store *cache.Store, ix *verify.Index, now 
 			}
 			ss.Expired = !ss.Expires.IsZero() && now.After(ss.Expires)
 			if !ss.FreshUntil.IsZero() && now.After(ss.FreshUntil) {
-				grace := p.Daemon.OfflineGrace
-				if src := p.Source(cs.Source); src != nil && src.OfflineGrace != nil {
-					grace = *src.OfflineGrace
-				}
+				grace := p.OfflineGraceFor(cs.Source)
 				end := ss.FreshUntil.Add(grace)
 				if si.Unreachable && grace > 0 && now.Before(end) {
 					ss.Grace = fmt.Sprintf("in use: %s expired at %s, source unreachable since %s; grace ends %s", ss.FreshRole, ss.FreshUntil.UTC().Format(time.RFC3339), si.UnreachableSince.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339))
