@@ -129,7 +129,9 @@ func imageVolumeTarget(source string) (target digest.Digest, ok bool, err error)
 	}
 	parts := strings.Split(filepath.Clean(source), "/")
 	i := slices.Index(parts, imageVolumeDir)
-	if i < 0 {
+	// An image-volumes directory followed by a pod sandbox ID (64 hex
+	// digits) is containerd's; /srv/image-volumes/photos is not.
+	if i < 0 || i+1 >= len(parts) || !hex64.MatchString(parts[i+1]) {
 		return "", false, nil
 	}
 	if i+2 >= len(parts) || !hex64.MatchString(parts[i+2]) {
