@@ -94,6 +94,10 @@ func RemoveStaleTempsIn(dir string) {
 // to take it for the leftover of a crash.
 const staleTempAge = time.Minute
 
+// SyncDir fsyncs a directory, so that the renames and creations in it
+// are durable.
+func SyncDir(dir string) error { return syncDir(dir) }
+
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {

@@ -78,6 +78,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		code, err = cmdStatus(rest, stdout, stderr)
 	case "cache":
 		code, err = cmdCache(rest, stdin, stdout, stderr)
+	case "repo":
+		code, err = cmdRepo(rest, stdout, stderr)
 	case gate.VerifierName:
 		return runVerifier(rest, stdin, stdout, stderr)
 	case "help", "-h", "--help":
@@ -140,7 +142,7 @@ func leadingOptions(args []string) (opts, rest []string, err error) {
 // reads them: after the command, or after its verb (policy check, cache
 // export). --containerd-config goes only to the commands that take it.
 func withOptions(cmd string, rest, opts []string) []string {
-	if len(opts) == 0 {
+	if len(opts) == 0 || cmd == "repo" { // repo reads no policy
 		return rest
 	}
 	var take []string
@@ -171,6 +173,8 @@ Commands:
   cache export FILE [PATTERN...]
                               write verified trust data (and signed manifests) for an air-gapped node
   cache import FILE           re-verify a bundle against this node's policy and install what is newer
+  repo init|sign|unsign|delegate|keygen|status|refresh|sign-metadata|rotate DIR ...
+                              publish: a TUF repository of signed image tags (trustd repo for details)
 
 --config PATH defaults to $TRUSTD_CONFIG, then /etc/trustd/policy.toml.
 trustd trustd-verifier ARGS (or trustd invoked as trustd-verifier) speaks containerd's
