@@ -68,6 +68,7 @@ package:
 	@mkdir -p $(DIST)
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/trustd ./cmd/trustd
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags '-s -w' -o $(DIST)/trustd-verifier ./cmd/trustd-verifier
+	GO=$(GO) bash packaging/third-party-notices.sh $(DIST)/trustd $(DIST)/trustd-verifier > $(DIST)/THIRD_PARTY_NOTICES
 	gzip -n -9 -c packaging/deb/trustd.1 > $(DIST)/trustd.1.gz
 	rm -f $(DIST)/trustd_*.deb
 	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) TRUSTD_DIST=$(DIST) \

@@ -65,6 +65,7 @@ func TestDebContents(t *testing.T) {
 		"/opt/containerd/image-verifier/bin":                 {mode: "drwxr-xr-x"},
 		"/usr/share/doc/trustd/README.md":                    {mode: "-rw-r--r--", src: filepath.Join(root, "README.md")},
 		"/usr/share/doc/trustd/copyright":                    {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "deb", "copyright")},
+		"/usr/share/doc/trustd/THIRD_PARTY_NOTICES":          {mode: "-rw-r--r--", src: filepath.Join(dist, "THIRD_PARTY_NOTICES")},
 		"/usr/share/doc/trustd/changelog.Debian.gz":          {mode: "-rw-r--r--"},
 		"/usr/share/man/man1/trustd.1.gz":                    {mode: "-rw-r--r--"},
 		"/usr/share/lintian/overrides/trustd":                {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "deb", "lintian-overrides")},
@@ -108,6 +109,21 @@ func TestDebContents(t *testing.T) {
 		if a, b := readFile(t, filepath.Join(x, path)), readFile(t, w.src); a != b {
 			t.Errorf("%s differs from %s", path, w.src)
 		}
+	}
+	// Every module linked into trustd ships its license (and NOTICE, where
+	// it has one: Apache-2.0 section 4(d)).
+	notices := readFile(t, filepath.Join(x, "usr/share/doc/trustd/THIRD_PARTY_NOTICES"))
+	mods, err := exec.Command("go", "version", "-m", filepath.Join(x, "usr/bin/trustd")).Output()
+	if err != nil {
+		t.Fatalf("go version -m: %v", err)
+	}
+	for _, line := range strings.Split(string(mods), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "dep" && !strings.Contains(notices, "\n"+f[1]+" "+f[2]+": ") {
+			t.Errorf("THIRD_PARTY_NOTICES has no license of %s %s", f[1], f[2])
+		}
+	}
+	if !strings.Contains(notices, "github.com/containerd/containerd/v2 v2.4.2: NOTICE") {
+		t.Error("THIRD_PARTY_NOTICES lacks containerd's NOTICE")
 	}
 	// The binaries are static: containerd runs trustd-verifier (which may
 	// exec trustd) with whatever libraries the node has, and the DaemonSet
