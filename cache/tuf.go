@@ -279,11 +279,21 @@ func (s *TUFSource) indexOf(d *derivedIndex) *verify.SourceIndex {
 	return si
 }
 
-// SyncResult says what one sync did.
+// SyncResult says what one sync of a source did: the one record of it,
+// from the source's Sync (Changed, Index, Summary) through the store's
+// SyncSource (Source, OK, Error, Unreachable) to `trustd sync`, the daemon,
+// its status and its metrics.
 type SyncResult struct {
-	Changed bool
-	Index   *verify.SourceIndex
-	Summary string
+	Source  string `json:"source"`
+	OK      bool   `json:"ok"`
+	Changed bool   `json:"changed"`
+	Summary string `json:"summary,omitempty"`
+	Error   string `json:"error,omitempty"`
+	// Unreachable: the source could not be reached (offline grace may apply).
+	Unreachable bool `json:"unreachable,omitempty"`
+	// Index is the source's new index, when the sync (or part of it)
+	// verified.
+	Index *verify.SourceIndex `json:"-"`
 }
 
 // Sync refreshes the source from its server, as a TUF client does

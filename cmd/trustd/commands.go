@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/trustd/trustd/cache"
 	"github.com/trustd/trustd/plugin/control"
 	"github.com/trustd/trustd/plugin/engine"
 	"github.com/trustd/trustd/plugin/gate"
@@ -67,7 +68,7 @@ func cmdSync(args []string, stdout, stderr io.Writer) (int, error) {
 	}
 	ctx, stop := signalContext()
 	defer stop()
-	var results []status.SyncResult
+	var results []cache.SyncResult
 	if c := daemonClient(p); c != nil {
 		// The daemon syncs, so its in-memory index is refreshed too.
 		if err := c.Get(ctx, "POST", "/v1/sync", &results); err != nil {

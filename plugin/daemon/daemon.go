@@ -367,7 +367,7 @@ func (d *Daemon) syncLoop(ctx context.Context) {
 	}
 }
 
-func (d *Daemon) syncRound(ctx context.Context) []status.SyncResult {
+func (d *Daemon) syncRound(ctx context.Context) []cache.SyncResult {
 	store := d.store.Load()
 	d.wantStoredImages(ctx, store)
 	out := local.SyncStore(ctx, store, func(update func(*verify.Index) *verify.Index) {

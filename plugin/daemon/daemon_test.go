@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/trustd/trustd/cache"
 	"github.com/trustd/trustd/cache/publish"
 	"github.com/trustd/trustd/internal/pullgate"
 	"github.com/trustd/trustd/plugin/control"
@@ -205,7 +206,7 @@ func TestDaemonSyncAndReload(t *testing.T) {
 		t.Fatal("tag 2 allowed before it was signed")
 	}
 	w.sign(t, "2", two)
-	var res []status.SyncResult
+	var res []cache.SyncResult
 	if err := (&control.ControlClient{Socket: w.sock, Timeout: 30 * time.Second}).Get(context.Background(), http.MethodPost, "/v1/sync", &res); err != nil {
 		t.Fatal(err)
 	}

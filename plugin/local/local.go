@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/trustd/trustd/plugin/engine"
-	"github.com/trustd/trustd/plugin/status"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -65,25 +64,29 @@ func (l *Local) Decide(ctx context.Context, f verify.Facts) (verify.Decision, er
 }
 
 // Sync refreshes every source from the network now.
-func (l *Local) Sync(ctx context.Context) []status.SyncResult {
+func (l *Local) Sync(ctx context.Context) []cache.SyncResult {
 	return SyncStore(ctx, l.Store, l.Engine.SwapIndex)
 }
 
 // SyncStore syncs every source of store in turn and installs each result
 // with swap: a source's new index after a (partly) successful sync, or its
 // old one marked unreachable when the source could not be reached.
-func SyncStore(ctx context.Context, store *cache.Store, swap func(func(*verify.Index) *verify.Index)) []status.SyncResult {
-	var out []status.SyncResult
+func SyncStore(ctx context.Context, store *cache.Store, swap func(func(*verify.Index) *verify.Index)) []cache.SyncResult {
+	var out []cache.SyncResult
 	for _, src := range store.Sources() {
 		sctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 		if err := store.Clock.Observe(); err != nil {
-			out = append(out, status.SyncResult{Source: src.Name(), Error: "cache clock: " + err.Error()})
+			out = append(out, cache.SyncResult{Source: src.Name(), Error: "cache clock: " + err.Error()})
 			cancel()
 			continue
 		}
 		res, st, err := store.SyncSource(sctx, src, store.Clock.Now())
 		cancel()
-		r := status.SyncResult{Source: src.Name(), OK: err == nil}
+		r := cache.SyncResult{Source: src.Name(), OK: err == nil}
+		if res != nil {
+			r = *res
+			r.Source, r.OK = src.Name(), err == nil
+		}
 		if err != nil {
 			r.Error = err.Error()
 		}
@@ -91,7 +94,6 @@ func SyncStore(ctx context.Context, store *cache.Store, swap func(func(*verify.I
 		case res != nil && res.Index != nil:
 			// Even a partly failed sync (some Notary repositories) installs
 			// what did verify; failed repositories keep their cached data.
-			r.Changed, r.Summary = res.Changed, res.Summary
 			si := res.Index
 			if st != nil && st.Unreachable {
 				si = si.WithReachability(true, st.UnreachableSince)

@@ -179,7 +179,7 @@ func (m *Metrics) SetOfflineGraceInUse(source string, inUse bool) {
 // each source's expiry and offline grace from its status at time at. The
 // gauges of sources that are no longer in statuses (removed from the policy)
 // are deleted, so that alerts do not fire on data nobody uses.
-func (m *Metrics) ObserveSyncRound(results []status.SyncResult, statuses []*status.SourceStatus, at time.Time) {
+func (m *Metrics) ObserveSyncRound(results []cache.SyncResult, statuses []*status.SourceStatus, at time.Time) {
 	ok := make(map[string]bool, len(results))
 	for _, r := range results {
 		ok[r.Source] = r.OK

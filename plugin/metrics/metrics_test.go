@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/trustd/trustd/cache"
 	"github.com/trustd/trustd/plugin/status"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -217,7 +218,7 @@ func TestMetricsSyncRoundDropsRemovedSources(t *testing.T) {
 		s.Source = name
 		return s
 	}
-	m.ObserveSyncRound([]status.SyncResult{{Source: "a", OK: true}, {Source: "b", OK: false, Unreachable: true}},
+	m.ObserveSyncRound([]cache.SyncResult{{Source: "a", OK: true}, {Source: "b", OK: false, Unreachable: true}},
 		[]*status.SourceStatus{st("a", ""), st("b", "in use: ...")}, at)
 	if got := value(t, m.graceInUse.WithLabelValues("b")); got != 1 {
 		t.Errorf("grace of b = %v, want 1", got)
@@ -229,7 +230,7 @@ func TestMetricsSyncRoundDropsRemovedSources(t *testing.T) {
 		t.Fatalf("%d expiry series, want 2", n)
 	}
 	// b is removed from the policy: its gauges go, its error counter stays.
-	m.ObserveSyncRound([]status.SyncResult{{Source: "a", OK: true}}, []*status.SourceStatus{st("a", "")}, at.Add(time.Minute))
+	m.ObserveSyncRound([]cache.SyncResult{{Source: "a", OK: true}}, []*status.SourceStatus{st("a", "")}, at.Add(time.Minute))
 	if n := count(t, m.expiry); n != 1 {
 		t.Errorf("%d expiry series after b was removed, want 1", n)
 	}
@@ -387,7 +388,7 @@ func TestMetricsPullDiscovered(t *testing.T) {
 		s.Source, s.Kind = name, kind
 		return s
 	}
-	m.ObserveSyncRound([]status.SyncResult{{Source: "hub", OK: true}, {Source: "corp", OK: true}},
+	m.ObserveSyncRound([]cache.SyncResult{{Source: "hub", OK: true}, {Source: "corp", OK: true}},
 		[]*status.SourceStatus{st("hub", "notary", 7), st("corp", "tuf", 0)}, at)
 	got := gathered(t, m.Registry(), "trustd_notary_pull_discovered_repositories")
 	if len(got) != 1 || got[`trustd_notary_pull_discovered_repositories{source="hub"}`] != 7 {

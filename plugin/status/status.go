@@ -15,17 +15,6 @@ import (
 	"github.com/trustd/trustd/verify"
 )
 
-// SyncResult is one source's outcome of Local.Sync.
-type SyncResult struct {
-	Source  string `json:"source"`
-	OK      bool   `json:"ok"`
-	Changed bool   `json:"changed"`
-	Summary string `json:"summary,omitempty"`
-	Error   string `json:"error,omitempty"`
-	// Unreachable: the source could not be reached (offline grace may apply).
-	Unreachable bool `json:"unreachable,omitempty"`
-}
-
 // DaemonStatus is what `trustd status` shows of a running daemon.
 type DaemonStatus struct {
 	Policy       string      `json:"policy"`
