@@ -269,3 +269,11 @@ func Candidates(tags, digests []string, id digest.Digest) []verify.Facts {
 	}
 	return out
 }
+
+// Address is the socket the plugin listens on ("" before Listen).
+func (p *Plugin) Address() string {
+	if p.ln == nil {
+		return ""
+	}
+	return p.ln.Addr().String()
+}

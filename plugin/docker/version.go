@@ -1,9 +1,11 @@
 package docker
 
 import (
+	"context"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // fixedIn is, per major line of Docker Engine that received it, the first
@@ -64,4 +66,37 @@ func parseVersion(v string) ([3]int, error) {
 		n[i] = x
 	}
 	return n, nil
+}
+
+// EngineStatus asks dockerd its version and whether it has the fix for
+// CVE-2024-41110 (EngineFixed).
+func (p *Plugin) EngineStatus(ctx context.Context) (version string, fixed bool, why string, err error) {
+	v, err := p.Docker.Version(ctx)
+	if err != nil {
+		return "", false, "", err
+	}
+	fixed, why = EngineFixed(v.Version)
+	return v.Version, fixed, why, nil
+}
+
+// LogEngine waits until dockerd answers (it starts after trustd, which it
+// needs), then logs its version once: as an error when the engine lacks
+// the CVE-2024-41110 fix, since trustd cannot then claim to enforce.
+func (p *Plugin) LogEngine(ctx context.Context) {
+	for {
+		v, fixed, why, err := p.EngineStatus(ctx)
+		if err == nil {
+			if fixed {
+				p.Log.Info("connected to Docker Engine", "version", v, "address", p.Docker.Address)
+			} else {
+				p.Log.Error("Docker Engine cannot be enforced", "version", v, "address", p.Docker.Address, "error", why)
+			}
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
