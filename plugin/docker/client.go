@@ -69,19 +69,22 @@ func (c *Client) Image(ctx context.Context, ref string) (*Image, error) {
 }
 
 // ContainerImage returns the ID of a container's image (its `.Image`,
-// fixed when the container was created).
-func (c *Client) ContainerImage(ctx context.Context, id string) (string, error) {
+// fixed when the container was created) and the name it was created from
+// (`.Config.Image`, as the request gave it).
+func (c *Client) ContainerImage(ctx context.Context, id string) (imageID, createdFrom string, err error) {
 	var ctr struct {
-		ID    string `json:"Id"`
-		Image string `json:"Image"`
+		Image  string `json:"Image"`
+		Config struct {
+			Image string `json:"Image"`
+		} `json:"Config"`
 	}
 	if err := c.get(ctx, "/containers/"+url.PathEscape(id)+"/json", &ctr); err != nil {
-		return "", fmt.Errorf("inspecting container %s: %w", id, err)
+		return "", "", fmt.Errorf("inspecting container %s: %w", id, err)
 	}
 	if ctr.Image == "" {
-		return "", fmt.Errorf("inspecting container %s: dockerd names no image for it", id)
+		return "", "", fmt.Errorf("inspecting container %s: dockerd names no image for it", id)
 	}
-	return ctr.Image, nil
+	return ctr.Image, ctr.Config.Image, nil
 }
 
 // ExecContainer returns the ID of the container an exec instance runs in.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -196,7 +197,7 @@ func (p *Plugin) authorize(ctx context.Context, req *authzRequest) authzResponse
 			d := p.Engine.Unjudged(ctx, "", "", "", err, c)
 			return answer(d)
 		}
-		d, judged := p.judgeImage(ctx, image, c, true)
+		d, judged := p.judgeImage(ctx, image, "", c, true)
 		if !judged {
 			return allow
 		}
@@ -210,11 +211,11 @@ func (p *Plugin) authorize(ctx context.Context, req *authzRequest) authzResponse
 	}
 	// container or exec: the container's own image, fixed at create.
 	c.Container = r.target
-	imageID, err := p.Docker.ContainerImage(ctx, r.target)
+	imageID, createdFrom, err := p.Docker.ContainerImage(ctx, r.target)
 	if err != nil {
 		return answer(p.Engine.Unjudged(ctx, "", "", "", err, c))
 	}
-	d, _ := p.judgeImage(ctx, imageID, c, false)
+	d, _ := p.judgeImage(ctx, imageID, createdFrom, c, false)
 	return answer(d)
 }
 
@@ -227,11 +228,12 @@ func answer(d verify.Decision) authzResponse {
 
 // judgeImage judges the image dockerd resolves ref to, by its ID (with
 // containerd's image store, the manifest or index digest) under each
-// repository dockerd names it: it is allowed when one allows it. At
-// create, an image dockerd does not hold is not judged (judged false):
-// dockerd refuses the creation itself, and the client pulls and tries
-// again.
-func (p *Plugin) judgeImage(ctx context.Context, ref string, c engine.Context, atCreate bool) (d verify.Decision, judged bool) {
+// repository dockerd names it, and the repository of createdFrom (the
+// name a container was created from: its image keeps its digest when the
+// tag moves on): it is allowed when one allows it. At create, an image
+// dockerd does not hold is not judged (judged false): dockerd refuses the
+// creation itself, and the client pulls and tries again.
+func (p *Plugin) judgeImage(ctx context.Context, ref, createdFrom string, c engine.Context, atCreate bool) (d verify.Decision, judged bool) {
 	img, err := p.Docker.Image(ctx, ref)
 	if atCreate && errors.Is(err, ErrNotFound) {
 		return verify.Decision{}, false
@@ -243,7 +245,11 @@ func (p *Plugin) judgeImage(ctx context.Context, ref string, c engine.Context, a
 	if err != nil {
 		return p.Engine.Unjudged(ctx, ref, "", "", fmt.Errorf("dockerd gives image ID %q: %w", img.ID, err), c), true
 	}
-	cands := Candidates(img.RepoTags, img.RepoDigests, id)
+	names := slices.Concat(img.RepoTags, img.RepoDigests)
+	if createdFrom != "" && !isID(createdFrom, id) {
+		names = append(names, createdFrom)
+	}
+	cands := Candidates(names, id)
 	if len(cands) == 0 {
 		err := fmt.Errorf("image %s has no repository name in Docker's store, so no rule can apply to it", id)
 		return p.Engine.Unjudged(ctx, ref, "", "", err, c), true
@@ -251,15 +257,24 @@ func (p *Plugin) judgeImage(ctx context.Context, ref string, c engine.Context, a
 	return p.Engine.DecideAny(ctx, cands, c), true
 }
 
+// isID reports whether name is image id's ID or a prefix of it, as dockerd
+// resolves them ("sha256:…", or hexadecimal digits): a short ID such as
+// "abcdef" is also a valid repository name (docker.io/library/abcdef),
+// which must not choose the rule.
+func isID(name string, id digest.Digest) bool {
+	hex := strings.TrimPrefix(name, id.Algorithm().String()+":")
+	return hex != "" && strings.HasPrefix(id.Encoded(), hex)
+}
+
 // Candidates are the facts of the image id under each repository its
-// names (RepoTags, RepoDigests) are in, in order, each once: the image is
-// judged by its digest against the trust data of the repository, with
-// namespace "" (Docker has no Kubernetes namespace: only rules without a
-// namespaces restriction apply).
-func Candidates(tags, digests []string, id digest.Digest) []verify.Facts {
+// names are in, in order, each once: the image is judged by its digest
+// against the trust data of the repository, with namespace "" (Docker has
+// no Kubernetes namespace: only rules without a namespaces restriction
+// apply).
+func Candidates(names []string, id digest.Digest) []verify.Facts {
 	var out []verify.Facts
 	var seen []string
-	for _, name := range slices.Concat(tags, digests) {
+	for _, name := range names {
 		ref, err := policy.ParseRef(name)
 		if err != nil || slices.Contains(seen, ref.Repo) {
 			continue // "<none>:<none>", or a repository already listed

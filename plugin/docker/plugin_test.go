@@ -46,6 +46,10 @@ namespaces = ["dev"]
 action = "allow"
 
 [[rule]]
+images = ["docker.io/library/**"]
+action = "allow"
+
+[[rule]]
 images = ["**"]
 action = "deny"
 `
@@ -57,9 +61,11 @@ type fakeDockerd struct {
 	images     map[string]Image  // by every name and ID dockerd resolves
 	containers map[string]string // name or ID → image ID
 	execs      map[string]string // exec ID → container ID
-	hang       bool
-	mu         sync.Mutex
-	calls      []string
+	// createdFrom is the name a container of an image ID was created from.
+	createdFrom map[string]string
+	hang        bool
+	mu          sync.Mutex
+	calls       []string
 }
 
 func (f *fakeDockerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -79,7 +85,7 @@ func (f *fakeDockerd) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case strings.HasPrefix(p, "/containers/") && strings.HasSuffix(p, "/json"):
 		if id, ok := f.containers[strings.TrimSuffix(strings.TrimPrefix(p, "/containers/"), "/json")]; ok {
-			v = map[string]string{"Id": "c", "Image": id}
+			v = map[string]any{"Id": "c", "Image": id, "Config": map[string]string{"Image": f.createdFrom[id]}}
 		}
 	case strings.HasPrefix(p, "/exec/") && strings.HasSuffix(p, "/json"):
 		if id, ok := f.execs[strings.TrimSuffix(strings.TrimPrefix(p, "/exec/"), "/json")]; ok {
@@ -111,7 +117,10 @@ func newWorld(t *testing.T, daemonExtra string) *world {
 	exp := time.Now().Add(time.Hour)
 	corp := verify.NewSourceIndex("corp", "tuf", map[string]*verify.Repo{
 		"registry.corp.example/app": {Source: "corp", Name: "registry.corp.example/app", Expires: exp,
-			Tags: map[string]verify.RoleTargets{"1": {"targets": {Digest: sha("app-index"), Length: 10}}}},
+			Tags: map[string]verify.RoleTargets{
+				"1": {"targets": {Digest: sha("app-index"), Length: 10}},
+				"2": {"targets": {Digest: sha("app2-index"), Length: 10}},
+			}},
 	})
 	var buf bytes.Buffer
 	e := &engine.Engine{Log: slog.New(slog.NewJSONHandler(&buf, nil))}
@@ -119,9 +128,11 @@ func newWorld(t *testing.T, daemonExtra string) *world {
 
 	signed := Image{ID: string(sha("app-index")), RepoTags: []string{"registry.corp.example/app:1"}, RepoDigests: []string{"registry.corp.example/app@" + string(sha("app-index"))}}
 	moved := Image{ID: string(sha("evil-index")), RepoTags: []string{"registry.corp.example/app:1"}}
-	unsigned := Image{ID: string(sha("other-index")), RepoTags: []string{"registry.corp.example/other:1", "docker.io/library/busybox:latest"}}
+	unsigned := Image{ID: string(sha("other-index")), RepoTags: []string{"registry.corp.example/other:1", "registry.corp.example/other2:1"}}
 	dev := Image{ID: string(sha("dev-index")), RepoTags: []string{"registry.corp.example/dev/x:1"}}
 	dangling := Image{ID: string(sha("dangling-index")), RepoTags: []string{}, RepoDigests: []string{}}
+	untagged := Image{ID: string(sha("app2-index")), RepoTags: []string{}, RepoDigests: []string{}} // its tag moved on
+	shortIDRepo := Image{ID: string(sha("abc-index")), RepoTags: []string{}}
 	fd := &fakeDockerd{
 		images: map[string]Image{
 			"registry.corp.example/app:1": signed, string(sha("app-index")): signed, sha("app-index").Encoded()[:12]: signed,
@@ -129,12 +140,19 @@ func newWorld(t *testing.T, daemonExtra string) *world {
 			"registry.corp.example/other:1": unsigned, string(sha("other-index")): unsigned,
 			"registry.corp.example/dev/x:1": dev,
 			string(sha("dangling-index")):   dangling,
+			string(sha("app2-index")):       untagged,
+			string(sha("abc-index")):        shortIDRepo,
 		},
 		containers: map[string]string{
 			"good": string(sha("app-index")), "moved": string(sha("evil-index")), "bad": string(sha("other-index")),
 			"dangling": string(sha("dangling-index")), "gone": string(sha("removed-index")),
+			"untagged": string(sha("app2-index")), "by-short-id": string(sha("abc-index")),
 		},
 		execs: map[string]string{"e-good": "good", "e-bad": "bad"},
+		createdFrom: map[string]string{
+			string(sha("app2-index")): "registry.corp.example/app:2",
+			string(sha("abc-index")):  sha("abc-index").Encoded()[:6],
+		},
 	}
 	dir, err := os.MkdirTemp("", "trustd-docker-")
 	if err != nil {
@@ -187,6 +205,8 @@ func TestAuthorize(t *testing.T) {
 		{"start unknown container", "POST", "/containers/nope/start", nil, "", false, "inspecting container nope"},
 		{"start: image removed", "POST", "/containers/gone/start", nil, "", false, "could not judge the image"},
 		{"start: dangling image", "POST", "/containers/dangling/start", nil, "", false, "has no repository name"},
+		{"start: the image lost its tag, judged under the name it was created from", "POST", "/containers/untagged/start", nil, "", true, ""},
+		{"start: created by short ID, which is no repository name", "POST", "/containers/by-short-id/start", nil, `docker_allow = []`, false, "has no repository name"},
 		{"build refused", "POST", "/v1.51/build", nil, "", false, `adds "build" to docker_allow`},
 		{"build allowed", "POST", "/v1.51/build", nil, `docker_allow = ["build"]`, true, ""},
 		{"buildkit refused", "POST", "/grpc", nil, `docker_allow = ["build"]`, false, `"buildkit"`},
