@@ -212,7 +212,7 @@ func (d *doc) absPath(path string, v *string, dst *string) {
 	case *v == "":
 		d.errf(path, "%s: must not be empty", dotted(path))
 	case !filepath.IsAbs(strings.TrimPrefix(*v, "unix://")) ||
-		(strings.HasPrefix(*v, "unix://") && path != "daemon.containerd_address"):
+		(strings.HasPrefix(*v, "unix://") && path != "daemon.containerd_address" && path != "daemon.docker_address"):
 		d.errf(path, "%s: must be an absolute path, not %q", dotted(path), *v)
 	default:
 		*dst = *v
@@ -227,12 +227,18 @@ func (d *doc) daemon(dm *Daemon, raw *rawDaemon) {
 		ContainerdAddress:   DefaultContainerdAddress,
 		ContainerdNamespace: DefaultContainerdNamespace,
 		ControlSocket:       DefaultControlSocket,
+		DockerAuthzSocket:   DefaultDockerAuthzSocket,
+		DockerAddress:       DefaultDockerAddress,
 	}
 	if raw == nil {
 		return
 	}
 	d.absPath("daemon.cache_dir", raw.CacheDir, &dm.CacheDir)
-	d.absPath("daemon.nri_socket", raw.NRISocket, &dm.NRISocket)
+	if raw.NRISocket != nil && *raw.NRISocket == "" {
+		dm.NRISocket = "" // no NRI: a Docker-only node (checked below)
+	} else {
+		d.absPath("daemon.nri_socket", raw.NRISocket, &dm.NRISocket)
+	}
 	d.absPath("daemon.containerd_address", raw.ContainerdAddress, &dm.ContainerdAddress)
 	d.absPath("daemon.control_socket", raw.ControlSocket, &dm.ControlSocket)
 	if raw.Refresh != nil {
@@ -259,6 +265,32 @@ func (d *doc) daemon(dm *Daemon, raw *rawDaemon) {
 		} else {
 			dm.MetricsAddress = a
 		}
+	}
+	d.docker(dm, raw)
+}
+
+// docker reads the Docker authorization plugin's settings.
+func (d *doc) docker(dm *Daemon, raw *rawDaemon) {
+	if raw.DockerAuthz != nil {
+		dm.DockerAuthz = *raw.DockerAuthz
+	}
+	d.absPath("daemon.docker_authz_socket", raw.DockerAuthzSocket, &dm.DockerAuthzSocket)
+	d.absPath("daemon.docker_address", raw.DockerAddress, &dm.DockerAddress)
+	if raw.DockerAllow != nil {
+		for j, g := range *raw.DockerAllow {
+			switch {
+			case !slices.Contains(DockerAllowGroups, g):
+				d.errf(index("daemon.docker_allow", j), "daemon.docker_allow: unknown endpoint group %q (known: %s)", g, strings.Join(DockerAllowGroups, ", "))
+			case slices.Contains(dm.DockerAllow, g):
+				d.errf(index("daemon.docker_allow", j), "daemon.docker_allow: %q is listed twice", g)
+			default:
+				dm.DockerAllow = append(dm.DockerAllow, g)
+			}
+		}
+		slices.Sort(dm.DockerAllow)
+	}
+	if dm.NRISocket == "" && !dm.DockerAuthz {
+		d.errf("daemon.nri_socket", "daemon.nri_socket: empty (no NRI) while docker_authz is off: trustd would enforce nothing on this node (set docker_authz = true for a Docker-only node)")
 	}
 }
 

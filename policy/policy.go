@@ -65,6 +65,23 @@ type Daemon struct {
 	ContainerdNamespace string        // default "k8s.io"
 	ControlSocket       string        // default "/run/trustd/trustd.sock"
 	MetricsAddress      string        // default "": no metrics
+	// DockerAuthz: serve Docker's authorization plugin protocol on
+	// DockerAuthzSocket (default false). NRISocket is "" only when this
+	// is true: a Docker-only node.
+	DockerAuthz       bool
+	DockerAuthzSocket string   // default "/run/docker/plugins/trustd.sock"
+	DockerAddress     string   // dockerd's API socket; default "/run/docker.sock"
+	DockerAllow       []string // endpoint groups let through (DockerAllowGroups); default none; sorted, unique
+}
+
+// DockerAllowGroups are the Docker API endpoint groups that trustd refuses
+// by default, because containers they start never pass through
+// `containers/create` and `start`, and that docker_allow may let through.
+var DockerAllowGroups = []string{
+	"build",    // POST /build: the classic builder runs RUN steps in containers of its FROM image
+	"buildkit", // POST /grpc and /session: BuildKit
+	"plugins",  // managed plugins: pull, create, enable, disable, upgrade, set, remove
+	"swarm",    // swarm init and join, services create and update, nodes update
 }
 
 // Default values of the [daemon] settings.
@@ -75,6 +92,8 @@ const (
 	DefaultContainerdAddress   = "/run/containerd/containerd.sock"
 	DefaultContainerdNamespace = "k8s.io"
 	DefaultControlSocket       = "/run/trustd/trustd.sock"
+	DefaultDockerAuthzSocket   = "/run/docker/plugins/trustd.sock"
+	DefaultDockerAddress       = "/run/docker.sock"
 )
 
 // Source kinds.

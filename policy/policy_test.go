@@ -61,8 +61,10 @@ func TestParseDefaults(t *testing.T) {
 		ContainerdNamespace: "k8s.io",
 		ControlSocket:       "/run/trustd/trustd.sock",
 		MetricsAddress:      "",
+		DockerAuthzSocket:   "/run/docker/plugins/trustd.sock",
+		DockerAddress:       "/run/docker.sock",
 	}
-	if p.Daemon != want {
+	if !reflect.DeepEqual(p.Daemon, want) {
 		t.Errorf("Daemon = %+v, want %+v", p.Daemon, want)
 	}
 	if p.Version != 1 || p.Mode != ModeEnforce || p.File != "p.toml" {
@@ -72,7 +74,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Errorf("want no sources, rules or mirrors, got %d, %d, %d", len(p.Sources), len(p.Rules), len(p.Mirrors))
 	}
 	// An empty [daemon] table keeps the defaults too.
-	if p := mustParse(t, v1+"[daemon]\n"); p.Daemon != want {
+	if p := mustParse(t, v1+"[daemon]\n"); !reflect.DeepEqual(p.Daemon, want) {
 		t.Errorf("empty [daemon]: Daemon = %+v, want %+v", p.Daemon, want)
 	}
 }
@@ -113,6 +115,10 @@ containerd_address = "unix:///tmp/containerd.sock"
 containerd_namespace = "default"
 control_socket = "/tmp/trustd.sock"
 metrics_address = "127.0.0.1:9109"
+docker_authz = true
+docker_authz_socket = "/run/docker/plugins/trustd-a.sock"
+docker_address = "unix:///var/run/docker.sock"
+docker_allow = ["swarm", "build"]
 `, func(t *testing.T, p *Policy) {
 			want := Daemon{
 				CacheDir:            "/srv/trustd",
@@ -123,13 +129,22 @@ metrics_address = "127.0.0.1:9109"
 				ContainerdNamespace: "default",
 				ControlSocket:       "/tmp/trustd.sock",
 				MetricsAddress:      "127.0.0.1:9109",
+				DockerAuthz:         true,
+				DockerAuthzSocket:   "/run/docker/plugins/trustd-a.sock",
+				DockerAddress:       "unix:///var/run/docker.sock",
+				DockerAllow:         []string{"build", "swarm"},
 			}
-			if p.Daemon != want {
+			if !reflect.DeepEqual(p.Daemon, want) {
 				t.Errorf("Daemon = %+v, want %+v", p.Daemon, want)
 			}
 		}},
 		{"daemon dotted keys and inline table", v1 + "daemon = {refresh = \"1m\", offline_grace = \"0s\"}\n", func(t *testing.T, p *Policy) {
 			if p.Daemon.Refresh != time.Minute || p.Daemon.OfflineGrace != 0 || p.Daemon.CacheDir != DefaultCacheDir {
+				t.Errorf("Daemon = %+v", p.Daemon)
+			}
+		}},
+		{"docker-only node: no NRI socket", v1 + "[daemon]\nnri_socket = \"\"\ndocker_authz = true\n", func(t *testing.T, p *Policy) {
+			if p.Daemon.NRISocket != "" || !p.Daemon.DockerAuthz || p.Daemon.DockerAuthzSocket != DefaultDockerAuthzSocket || p.Daemon.DockerAllow != nil {
 				t.Errorf("Daemon = %+v", p.Daemon)
 			}
 		}},
@@ -392,6 +407,17 @@ func TestParseErrors(t *testing.T) {
 		{"containerd namespace", v1 + "[daemon]\ncontainerd_namespace = \"k8s io\"\n", `p.toml:3:24: daemon.containerd_namespace: invalid namespace "k8s io"`},
 		{"containerd namespace empty", v1 + "[daemon]\ncontainerd_namespace = \"\"\n", `p.toml:3:24: daemon.containerd_namespace: invalid namespace ""`},
 		{"metrics address", v1 + "[daemon]\nmetrics_address = \"9109\"\n", `p.toml:3:19: daemon.metrics_address: invalid address "9109" (want host:port, e.g. "127.0.0.1:9109")`},
+		{"no NRI and no Docker", v1 + "[daemon]\nnri_socket = \"\"\n", `p.toml:3:14: daemon.nri_socket: empty (no NRI) while docker_authz is off: trustd would enforce nothing on this node (set docker_authz = true for a Docker-only node)`},
+		{"no NRI, Docker off", v1 + "[daemon]\nnri_socket = \"\"\ndocker_authz = false\n", `p.toml:3:14: daemon.nri_socket: empty (no NRI) while docker_authz is off: trustd would enforce nothing on this node (set docker_authz = true for a Docker-only node)`},
+		{"docker authz not a bool", v1 + "[daemon]\ndocker_authz = \"yes\"\n", `p.toml:3:16: daemon.docker_authz: expected a boolean, got a string`},
+		{"docker paths", v1 + "[daemon]\ndocker_authz_socket = \"\"\ndocker_address = \"docker.sock\"\n",
+			"p.toml:3:23: daemon.docker_authz_socket: must not be empty\n" +
+				"p.toml:4:18: daemon.docker_address: must be an absolute path, not \"docker.sock\""},
+		{"docker socket not a url", v1 + "[daemon]\ndocker_authz_socket = \"unix:///run/docker/plugins/trustd.sock\"\n", `p.toml:3:23: daemon.docker_authz_socket: must be an absolute path, not "unix:///run/docker/plugins/trustd.sock"`},
+		{"docker allow unknown and twice", v1 + "[daemon]\ndocker_allow = [\"build\", \"Build\", \"build\", \"grpc\"]\n",
+			"p.toml:3:26: daemon.docker_allow: unknown endpoint group \"Build\" (known: build, buildkit, plugins, swarm)\n" +
+				"p.toml:3:35: daemon.docker_allow: \"build\" is listed twice\n" +
+				"p.toml:3:44: daemon.docker_allow: unknown endpoint group \"grpc\" (known: build, buildkit, plugins, swarm)"},
 		{"metrics port", v1 + "[daemon]\nmetrics_address = \"127.0.0.1:99999\"\n", `p.toml:3:19: daemon.metrics_address: invalid address "127.0.0.1:99999" (want host:port, e.g. "127.0.0.1:9109")`},
 
 		// Sources.

@@ -36,6 +36,10 @@ type rawDaemon struct {
 	ContainerdNamespace *string         `toml:"containerd_namespace"`
 	ControlSocket       *string         `toml:"control_socket"`
 	MetricsAddress      *string         `toml:"metrics_address"`
+	DockerAuthz         *bool           `toml:"docker_authz"`
+	DockerAuthzSocket   *string         `toml:"docker_authz_socket"`
+	DockerAddress       *string         `toml:"docker_address"`
+	DockerAllow         *[]string       `toml:"docker_allow"`
 }
 
 type rawSource struct {

@@ -8,6 +8,8 @@
 #     containerd is built at every release of CONTAINERD_MATRIX (and at
 #     CONTAINERD_VERSION, the full suite's): a cold build takes about 2 minutes
 #     per release on 2 cores, the later ones less (they share Go's build cache).
+#   - dockerd (moby v2, `go install`, about 4 minutes cold on 2 cores) for the
+#     Docker authorization plugin's tests, into the same cache;
 #   - the clients the tests drive containerd with, into the same cache: crictl
 #     (`go install`) and a kubelet, built from the wrapper module test/tools/kubelet
 #     (k8s.io/kubernetes pins its staging modules to paths a module download lacks;
@@ -42,6 +44,7 @@ fi
 runc_version=$RUNC_VERSION
 kubelet_version=$KUBELET_VERSION
 crictl_version=$CRICTL_VERSION
+dockerd_version=$DOCKERD_VERSION
 # Debian packages: runc's seccomp build needs libseccomp-dev, pkg-config and a C
 # toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests;
 # systemd (systemd-analyze), lintian and dpkg-dev check the unit and the .deb (test/packaging).
@@ -148,6 +151,26 @@ ensure_crictl() {
 	report crictl "$v" "$dir/crictl" "$state"
 }
 
+# dockerd_ldflags VERSION: stamp the version in, as moby's release builds
+# do: GET /version then reports it (trustd checks it for the
+# CVE-2024-41110 fix) instead of "library-import".
+dockerd_ldflags() {
+	printf -- '-X github.com/moby/moby/v2/dockerversion.Version=%s\n' "$1"
+}
+
+ensure_dockerd() {
+	local v=$1 dir flags
+	dir=$(bindir dockerd "$v")
+	flags="tags=no_btrfs ldflags=$(dockerd_ldflags "$v")"
+	local state=cached
+	if ! have_all "$dir" dockerd || [ "$(cat "$dir/.build-flags" 2>/dev/null)" != "$flags" ]; then
+		go_install "$dir" no_btrfs "$(dockerd_ldflags "$v")" "github.com/moby/moby/v2/cmd/dockerd@$v"
+		printf '%s\n' "$flags" >"$dir/.build-flags"
+		state=built
+	fi
+	report dockerd "$v" "$dir/dockerd" "$state"
+}
+
 ensure_kubelet() {
 	local v=$1 dir mod=$here/tools/kubelet
 	dir=$(bindir kubelet "$v")
@@ -173,6 +196,7 @@ case "${1:-}" in
 	echo "RUNC_BIN=$(bindir runc "$runc_version")"
 	echo "KUBELET_BIN=$(bindir kubelet "$kubelet_version")"
 	echo "CRICTL_BIN=$(bindir crictl "$crictl_version")"
+	echo "DOCKERD_BIN=$(bindir dockerd "$dockerd_version")"
 	exit 0
 	;;
 "") ;;
@@ -190,3 +214,4 @@ done
 ensure_runc "$runc_version"
 ensure_crictl "$crictl_version"
 ensure_kubelet "$kubelet_version"
+ensure_dockerd "$dockerd_version"

@@ -320,6 +320,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		for _, w := range st.Warnings {
 			fmt.Fprintf(stdout, "WARNING: %s\n", w)
 		}
+		if dk := st.Docker; dk != nil {
+			fmt.Fprintf(stdout, "docker: authorization plugin on %s; engine %s%s at %s; enforcing: %v (%s)\n", dk.Socket, dk.Engine, dk.EngineErr, dk.Address, dk.Enforcing, dk.Note)
+		}
 	} else {
 		fmt.Fprintln(stdout, "daemon: not running (status from the cache)")
 	}

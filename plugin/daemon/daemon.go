@@ -15,6 +15,7 @@ import (
 
 	"github.com/trustd/trustd/plugin/control"
 	"github.com/trustd/trustd/plugin/ctrd"
+	"github.com/trustd/trustd/plugin/docker"
 	"github.com/trustd/trustd/plugin/engine"
 	"github.com/trustd/trustd/plugin/local"
 	"github.com/trustd/trustd/plugin/metrics"
@@ -52,6 +53,7 @@ type Daemon struct {
 	store   atomic.Pointer[cache.Store]
 	ctrd    *ctrd.Containerd
 	control *control.ControlServer
+	docker  *docker.Plugin // nil unless docker_authz
 
 	mu         sync.Mutex
 	findings   []selfcheck.Finding
@@ -125,6 +127,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if p.Daemon.DockerAuthz {
+		// dockerd refuses to start without its authorization plugin:
+		// the plugin serves before READY, and waits for dockerd.
+		d.docker = &docker.Plugin{Engine: d.engine, Docker: docker.NewClient(p.Daemon.DockerAddress), Log: log}
+		if err := d.docker.Listen(p.Daemon.DockerAuthzSocket); err != nil {
+			return err
+		}
+		defer d.docker.Close()
+		go func() {
+			if err := d.docker.Serve(); err != nil {
+				log.Error("docker authorization socket stopped", "error", err.Error())
+			}
+		}()
+		go d.docker.LogEngine(ctx)
+	}
 	d.syncNow = make(chan struct{}, 1)
 	go d.syncLoop(ctx)
 	if d.Metrics != nil && p.Daemon.MetricsAddress != "" {
@@ -139,21 +156,24 @@ func (d *Daemon) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	nriUp := make(chan struct{}, 1)
-	go d.nriLoop(ctx, p.Daemon.NRISocket, nriUp)
-	select {
-	case <-nriUp:
-	case <-ctx.Done():
-		return nil
+	// nri_socket = "": a Docker-only node, no NRI.
+	if p.Daemon.NRISocket != "" {
+		nriUp := make(chan struct{}, 1)
+		go d.nriLoop(ctx, p.Daemon.NRISocket, nriUp)
+		select {
+		case <-nriUp:
+		case <-ctx.Done():
+			return nil
+		}
+		if v, err := d.ctrd.Version(ctx); err == nil {
+			log.Info("connected to containerd", "version", v, "address", p.Daemon.ContainerdAddress)
+		} else {
+			log.Warn("containerd's API is not reachable; decisions use NRI facts and trustd's manifest cache only", "error", err.Error())
+		}
+		go (&ctrd.ImageWatcher{Ctrd: d.ctrd, Engine: d.engine, Log: log}).Run(ctx)
 	}
-	if v, err := d.ctrd.Version(ctx); err == nil {
-		log.Info("connected to containerd", "version", v, "address", p.Daemon.ContainerdAddress)
-	} else {
-		log.Warn("containerd's API is not reachable; decisions use NRI facts and trustd's manifest cache only", "error", err.Error())
-	}
-	go (&ctrd.ImageWatcher{Ctrd: d.ctrd, Engine: d.engine, Log: log}).Run(ctx)
 	sddaemon.SdNotify(false, sddaemon.SdNotifyReady)
-	log.Info("trustd ready", "nri_socket", p.Daemon.NRISocket, "control_socket", p.Daemon.ControlSocket)
+	log.Info("trustd ready", "nri_socket", p.Daemon.NRISocket, "control_socket", p.Daemon.ControlSocket, "docker_authz_socket", dockerSocket(p))
 	go d.watchdog(ctx)
 
 	for {
@@ -275,6 +295,9 @@ func (d *Daemon) setNRI(up bool) {
 // register with NRI are logged once the connection has proved or
 // disproved them (logRegistration).
 func (d *Daemon) selfCheck(p *policy.Policy) {
+	if p.Daemon.NRISocket == "" {
+		return // no NRI: containerd's CRI settings do not apply
+	}
 	loc := selfcheck.LocateContainerdConfig(d.ContainerdConfig, p.Daemon.ContainerdAddress)
 	if loc.Known {
 		d.Log.Info("checking containerd's configuration", "path", loc.Path, "how", loc.How)
@@ -548,5 +571,36 @@ func (d *Daemon) Status(ctx context.Context) *status.DaemonStatus {
 		st.ContainerdErr = err.Error()
 	}
 	st.Sources = status.SourceStatuses(s.Policy, d.store.Load(), s.Index, time.Now())
+	if d.docker != nil {
+		st.Docker = d.dockerStatus(ctx, s.Policy)
+	}
 	return st
+}
+
+// dockerStatus asks dockerd its version, briefly: trustd enforces on a
+// Docker node only with an engine that has the CVE-2024-41110 fix.
+func (d *Daemon) dockerStatus(ctx context.Context, p *policy.Policy) *status.DockerStatus {
+	ds := &status.DockerStatus{Socket: d.docker.Address(), Address: d.docker.Docker.Address}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	v, fixed, why, err := d.docker.EngineStatus(ctx)
+	switch {
+	case err != nil:
+		ds.EngineErr = err.Error()
+		ds.Note = "dockerd does not answer: trustd cannot tell whether it enforces (dockerd refuses every call while its authorization plugin is down)"
+	default:
+		ds.Engine, ds.Enforcing, ds.Note = v, fixed, why
+	}
+	if p.Daemon.DockerAuthzSocket != ds.Socket {
+		ds.Note += "; docker_authz_socket changed in the policy: trustd reads it at start only"
+	}
+	return ds
+}
+
+// dockerSocket is the Docker authorization socket when it is served.
+func dockerSocket(p *policy.Policy) string {
+	if !p.Daemon.DockerAuthz {
+		return ""
+	}
+	return p.Daemon.DockerAuthzSocket
 }

@@ -89,6 +89,7 @@ const (
 	ViaLocal       Via = "local"        // the pull gate or a check without a daemon
 	ViaCLI         Via = "cli"          // trustd verify
 	ViaArchive     Via = "archive"      // trustd verify --archive
+	ViaDocker      Via = "docker"       // Docker Engine's authorization plugin (fail-closed)
 )
 
 // enforcing reports whether decisions made via via can refuse something

@@ -36,6 +36,21 @@ type DaemonStatus struct {
 	Containerd           string                    `json:"containerd_version,omitempty"`
 	ContainerdErr        string                    `json:"containerd_error,omitempty"`
 	Sources              []*SourceStatus           `json:"sources"`
+	// Docker is the Docker authorization plugin's state; nil when the
+	// policy's docker_authz is off.
+	Docker *DockerStatus `json:"docker,omitempty"`
+}
+
+// DockerStatus is the Docker authorization plugin's state.
+type DockerStatus struct {
+	Socket  string `json:"socket"`  // where the plugin listens
+	Address string `json:"address"` // dockerd's API socket
+	Engine  string `json:"engine_version,omitempty"`
+	// EngineErr: dockerd could not be asked its version.
+	EngineErr string `json:"engine_error,omitempty"`
+	// Enforcing: the engine answered and has the fix for CVE-2024-41110.
+	Enforcing bool   `json:"enforcing"`
+	Note      string `json:"note,omitempty"`
 }
 
 // SourceStatus is one source's state in the status.

@@ -51,8 +51,8 @@ func TestToolsScriptAgrees(t *testing.T) {
 			if override != "" && tools.Versions.Containerd != override {
 				t.Errorf("containerd version %s, want the override %s", tools.Versions.Containerd, override)
 			}
-			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\n",
-				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl))
+			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\nDOCKERD_BIN=%s\n",
+				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl), filepath.Dir(tools.Dockerd))
 			if string(out) != want {
 				t.Errorf("tools.sh --paths:\n%s\nharness:\n%s", out, want)
 			}
@@ -84,7 +84,7 @@ func TestParseEnvFile(t *testing.T) {
 }
 
 func TestParseVersions(t *testing.T) {
-	const clients = "KUBELET_VERSION=v1.36.3\nCRICTL_VERSION=v1.37.0\n"
+	const clients = "KUBELET_VERSION=v1.36.3\nCRICTL_VERSION=v1.37.0\nDOCKERD_VERSION=v2.0.0-beta.24\n"
 	const pins = "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\n" + clients
 	for _, tc := range []struct {
 		name, in, override string
@@ -92,11 +92,11 @@ func TestParseVersions(t *testing.T) {
 		wantErr            bool
 	}{
 		{name: "matrix", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.3.7,v2.4.2\n",
-			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.2.9", "v2.3.7", "v2.4.2"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0"}},
+			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.2.9", "v2.3.7", "v2.4.2"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0", Dockerd: "v2.0.0-beta.24"}},
 		{name: "no matrix: the full suite's alone", in: pins,
-			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.4.2"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0"}},
+			want: Versions{Containerd: "v2.4.2", Matrix: []string{"v2.4.2"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0", Dockerd: "v2.0.0-beta.24"}},
 		{name: "override replaces both", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.4.2\n", override: "v2.3.7",
-			want: Versions{Containerd: "v2.3.7", Matrix: []string{"v2.3.7"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0"}},
+			want: Versions{Containerd: "v2.3.7", Matrix: []string{"v2.3.7"}, Runc: "v1.5.2", Kubelet: "v1.36.3", Crictl: "v1.37.0", Dockerd: "v2.0.0-beta.24"}},
 		{name: "bad override", in: pins, override: "../v2.3.7", wantErr: true},
 		{name: "twice", in: pins + "CONTAINERD_MATRIX=v2.2.9,v2.2.9\n", wantErr: true},
 		{name: "empty entry", in: pins + "CONTAINERD_MATRIX=v2.2.9,,v2.4.2\n", wantErr: true},
@@ -104,6 +104,7 @@ func TestParseVersions(t *testing.T) {
 		{name: "no runc", in: "CONTAINERD_VERSION=v2.4.2\n" + clients, wantErr: true},
 		{name: "no kubelet", in: "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\nCRICTL_VERSION=v1.37.0\n", wantErr: true},
 		{name: "crictl not a release", in: pins + "CRICTL_VERSION=latest\n", wantErr: true},
+		{name: "no dockerd", in: "CONTAINERD_VERSION=v2.4.2\nRUNC_VERSION=v1.5.2\nKUBELET_VERSION=v1.36.3\nCRICTL_VERSION=v1.37.0\n", wantErr: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseVersions("versions.env", []byte(tc.in), tc.override)

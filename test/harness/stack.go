@@ -27,6 +27,9 @@ type PolicyConfig struct {
 	TUFRoot           string
 	Registry          string // host:port
 	Refresh           string // the sync interval; "1s" if empty
+	// DaemonExtra is more [daemon] keys, as TOML text (the Docker
+	// authorization plugin's, say).
+	DaemonExtra string
 	// Rules are more [[rule]] tables, written before the final deny-all
 	// rule: TOML text, with {{.Registry}} standing for the registry.
 	Rules string
@@ -43,6 +46,7 @@ nri_socket = {{q .NRISocket}}
 containerd_address = {{q .ContainerdAddress}}
 containerd_namespace = "k8s.io"
 control_socket = {{q .ControlSocket}}
+{{.DaemonExtra}}
 
 [[source]]
 name = "corp"

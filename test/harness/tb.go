@@ -84,6 +84,15 @@ func CrictlPrereqs(t TB) {
 	requireInstalled(t, "crictl "+tools.Versions.Crictl, err, tools.Crictl)
 }
 
+// DockerdPrereqs checks that test/tools.sh built the pinned dockerd
+// (DOCKERD_VERSION), and skips the test or fails it under CI=true as
+// Prereqs does. Tests that run dockerd call it after Prereqs.
+func DockerdPrereqs(t TB) {
+	t.Helper()
+	tools, err := FindTools()
+	requireInstalled(t, "dockerd "+tools.Versions.Dockerd, err, tools.Dockerd)
+}
+
 // requireInstalled skips the test, or fails it when CI is "true", if
 // finding the tools failed (err) or one of bins is not an executable file.
 func requireInstalled(t TB, what string, err error, bins ...string) {

@@ -29,6 +29,9 @@ type Versions struct {
 	// with, e.g. v1.36.3 and v1.37.0.
 	Kubelet string
 	Crictl  string
+	// Dockerd is the Docker Engine (moby) the Docker authorization
+	// plugin's tests run, e.g. v2.0.0-beta.24.
+	Dockerd string
 }
 
 // releaseVersion is what a pinned version must look like: it names a
@@ -65,9 +68,10 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 		Runc:       vars["RUNC_VERSION"],
 		Kubelet:    vars["KUBELET_VERSION"],
 		Crictl:     vars["CRICTL_VERSION"],
+		Dockerd:    vars["DOCKERD_VERSION"],
 	}
-	if v.Containerd == "" || v.Runc == "" || v.Kubelet == "" || v.Crictl == "" {
-		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION, RUNC_VERSION, KUBELET_VERSION and CRICTL_VERSION must all be set", path)
+	if v.Containerd == "" || v.Runc == "" || v.Kubelet == "" || v.Crictl == "" || v.Dockerd == "" {
+		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION, RUNC_VERSION, KUBELET_VERSION, CRICTL_VERSION and DOCKERD_VERSION must all be set", path)
 	}
 	if m := vars["CONTAINERD_MATRIX"]; m != "" {
 		for r := range strings.SplitSeq(m, ",") {
@@ -85,7 +89,7 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 		}
 		v.Containerd, v.Matrix = override, []string{override}
 	}
-	for _, r := range append([]string{v.Containerd, v.Runc, v.Kubelet, v.Crictl}, v.Matrix...) {
+	for _, r := range append([]string{v.Containerd, v.Runc, v.Kubelet, v.Crictl, v.Dockerd}, v.Matrix...) {
 		if !releaseVersion.MatchString(r) {
 			return Versions{}, fmt.Errorf("%s: version %q: want a release such as v2.3.7", path, r)
 		}
@@ -145,6 +149,7 @@ type Tools struct {
 	Runc       string // runc
 	Kubelet    string // kubelet (KubeletPrereqs checks it)
 	Crictl     string // crictl (CrictlPrereqs checks it)
+	Dockerd    string // dockerd (DockerdPrereqs checks it)
 }
 
 // FindTools returns where test/tools.sh puts the pinned tools, with the
@@ -178,7 +183,7 @@ func FindToolsFor(containerd string) (Tools, error) {
 	for _, b := range []struct {
 		path          *string
 		name, version string
-	}{{&tools.Runc, "runc", v.Runc}, {&tools.Kubelet, "kubelet", v.Kubelet}, {&tools.Crictl, "crictl", v.Crictl}} {
+	}{{&tools.Runc, "runc", v.Runc}, {&tools.Kubelet, "kubelet", v.Kubelet}, {&tools.Crictl, "crictl", v.Crictl}, {&tools.Dockerd, "dockerd", v.Dockerd}} {
 		dir, err := ToolBinDir(b.name, b.version)
 		if err != nil {
 			return Tools{}, err
