@@ -60,6 +60,8 @@ func TestDebContents(t *testing.T) {
 		"/lib/systemd/system/trustd.service":                 {mode: "-rw-r--r--", src: filepath.Join(root, "systemd", "trustd.service")},
 		"/etc/trustd/policy.toml":                            {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "policy.toml")},
 		"/usr/share/trustd/containerd-trustd.toml":           {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "containerd", "trustd.toml")},
+		"/usr/share/trustd/docker-trustd.conf":               {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "docker", "trustd.conf")},
+		"/usr/share/trustd/docker-trustd.spec":               {mode: "-rw-r--r--", src: filepath.Join(root, "packaging", "docker", "trustd.spec")},
 		"/var/lib/trustd":                                    {mode: "drwx------"},
 		"/etc/trustd":                                        {mode: "drwxr-xr-x"},
 		"/opt/containerd/image-verifier/bin":                 {mode: "drwxr-xr-x"},
