@@ -29,11 +29,16 @@ type Versions struct {
 	// with, e.g. v1.36.3 and v1.37.0.
 	Kubelet string
 	Crictl  string
+	// TUFJS is the npm version of tuf-js, e.g. 4.1.0 ("" when not pinned).
+	TUFJS string
 }
 
 // releaseVersion is what a pinned version must look like: it names a
 // directory of the tool cache and a module version.
 var releaseVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// npmVersion is what a pinned npm package version must look like.
+var npmVersion = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
 
 // ReadVersions reads VersionsFile from the module root: CONTAINERD_VERSION,
 // CONTAINERD_MATRIX (comma-separated; CONTAINERD_VERSION alone if absent),
@@ -65,6 +70,10 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 		Runc:       vars["RUNC_VERSION"],
 		Kubelet:    vars["KUBELET_VERSION"],
 		Crictl:     vars["CRICTL_VERSION"],
+		TUFJS:      vars["TUFJS_VERSION"],
+	}
+	if v.TUFJS != "" && !npmVersion.MatchString(v.TUFJS) {
+		return Versions{}, fmt.Errorf("%s: TUFJS_VERSION %q: want an npm release such as 4.1.0", path, v.TUFJS)
 	}
 	if v.Containerd == "" || v.Runc == "" || v.Kubelet == "" || v.Crictl == "" {
 		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION, RUNC_VERSION, KUBELET_VERSION and CRICTL_VERSION must all be set", path)
