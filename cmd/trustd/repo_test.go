@@ -104,6 +104,12 @@ func TestRepoImportNotary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	db, err := gen.NewNotaryRepo(keys, gen.NotaryOptions{GUN: gen.NotaryPrefix + "db", Tags: 1, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gen.Serve(gen.NewNotaryServer(app, db))
+	defer srv.Close()
 	cacheDir := filepath.Join(tmp, "cache")
 	if err := gen.CacheNotary(context.Background(), cacheDir, "hub", nil, []*gen.NotaryRepo{app}, now); err != nil {
 		t.Fatal(err)
@@ -115,14 +121,14 @@ cache_dir = %q
 [[source]]
 name = "hub"
 kind = "notary"
-url = "https://notary.example"
+url = %q
 repositories = ["docker.io/corp/**"]
 trust_on_first_use = true
 [[rule]]
 images = ["docker.io/corp/**"]
 action = "verify"
 source = "hub"
-`, cacheDir), 0o600); err != nil {
+`, cacheDir, srv.URL), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	flat, per := filepath.Join(tmp, "flat"), filepath.Join(tmp, "per")
@@ -142,6 +148,8 @@ source = "hub"
 		{"flat again", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub"}, exitOK, "nothing to change"},
 		{"per signer", []string{"repo", "import-notary", per, "--config", pol, "--source", "hub", "--per-signer"}, exitOK, "targets/releases -> releases"},
 		{"per signer status", []string{"repo", "status", per}, exitOK, "releases"},
+		{"not cached without --fetch", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "docker.io/corp/db"}, exitDenied, "no verified trust data"},
+		{"fetched", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "docker.io/corp/db", "--fetch"}, exitOK, "changed: targets: docker.io/corp/db:v0.0"},
 	} {
 		code, out, errOut := trustd(t, s.args...)
 		if code != s.code || !strings.Contains(out+errOut, s.want) {
