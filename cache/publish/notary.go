@@ -164,8 +164,10 @@ type importTarget struct {
 // ImportNotary signs the tag→digest bindings of the verified Notary data
 // as targets, each with its provenance, and removes the targets an earlier
 // import made for a repository whose Notary data no longer signs them.
-// Every role is signed and published in one new version; nothing changes
-// when any repository, tag or role fails.
+// Every role is signed and published in one new version. When a
+// repository, tag or role fails, no binding changes; a role delegated by
+// this import (--per-signer) may then stay pending, unpublished, with its
+// key in the key directory, and the next import uses it.
 func (r *Repo) ImportNotary(nd *NotaryData, o ImportOptions) (*ImportResult, error) {
 	if nd == nil || nd.Index == nil {
 		return nil, errors.New("no Notary trust data to import")
