@@ -14,6 +14,9 @@
 #     (`go install`) and a kubelet, built from the wrapper module test/tools/kubelet
 #     (k8s.io/kubernetes pins its staging modules to paths a module download lacks;
 #     the wrapper pins them to their releases): about 4-5 minutes cold on 2 cores.
+#   - tuf-js (TUFJS_VERSION), a second TUF client, from the npm registry with npm into
+#     the same cache as tuf-js-<version>/node_modules (needs nodejs and npm; skipped
+#     with a line saying so when npm is missing).
 # Prints one line per tool. Run as root (apt-get); `make tools` runs it.
 #
 # Usage: test/tools.sh            install what is missing
@@ -45,6 +48,7 @@ runc_version=$RUNC_VERSION
 kubelet_version=$KUBELET_VERSION
 crictl_version=$CRICTL_VERSION
 dockerd_version=$DOCKERD_VERSION
+tufjs_version=${TUFJS_VERSION:-}
 # Debian packages: runc's seccomp build needs libseccomp-dev, pkg-config and a C
 # toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests;
 # systemd (systemd-analyze), lintian and dpkg-dev check the unit and the .deb (test/packaging).
@@ -190,6 +194,25 @@ ensure_kubelet() {
 	report kubelet "$v" "$dir/kubelet" "$state"
 }
 
+ensure_tufjs() {
+	local v=$1 dir
+	dir="$cache/tuf-js-$v"
+	if ! command -v npm >/dev/null; then
+		report tuf-js "$v" "$dir" "no-npm"
+		return
+	fi
+	local state=cached
+	if ! grep -qs "\"version\": \"$v\"" "$dir/node_modules/tuf-js/package.json"; then
+		# Installed under a temporary name: an interrupted install is not a cached one.
+		rm -rf "$dir.partial"
+		npm install --prefix "$dir.partial" --no-audit --no-fund --no-save "tuf-js@$v" >/dev/null
+		rm -rf "$dir"
+		mv "$dir.partial" "$dir"
+		state=installed
+	fi
+	report tuf-js "$v" "$dir" "$state"
+}
+
 case "${1:-}" in
 --paths)
 	echo "CONTAINERD_BIN=$(bindir containerd "$containerd_version")"
@@ -197,6 +220,7 @@ case "${1:-}" in
 	echo "KUBELET_BIN=$(bindir kubelet "$kubelet_version")"
 	echo "CRICTL_BIN=$(bindir crictl "$crictl_version")"
 	echo "DOCKERD_BIN=$(bindir dockerd "$dockerd_version")"
+	echo "TUFJS_DIR=$cache/tuf-js-$tufjs_version"
 	exit 0
 	;;
 "") ;;
@@ -215,3 +239,4 @@ ensure_runc "$runc_version"
 ensure_crictl "$crictl_version"
 ensure_kubelet "$kubelet_version"
 ensure_dockerd "$dockerd_version"
+ensure_tufjs "$tufjs_version"

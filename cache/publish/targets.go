@@ -1,7 +1,9 @@
 package publish
 
 import (
+	"bytes"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -83,24 +85,48 @@ func (r *Repo) Sign(role string, bs []Binding, keys []string) (*SignResult, erro
 	return r.editTargets(role, keys, func(t *metadata.Metadata[metadata.TargetsType]) ([]string, error) {
 		var changed []string
 		for _, b := range bs {
-			if err := r.covers(role, b.Name); err != nil {
+			c, err := r.bind(role, t, b, nil)
+			if err != nil {
 				return nil, err
 			}
-			h, err := hex.DecodeString(b.Digest.Encoded())
-			if err != nil || b.Digest.Algorithm() != digest.SHA256 {
-				return nil, fmt.Errorf("target %s: digest %s is not sha256", b.Name, b.Digest)
+			if c {
+				changed = append(changed, b.Name+" → "+string(b.Digest))
 			}
-			if old := t.Signed.Targets[b.Name]; old != nil && old.Length == b.Length && hex.EncodeToString(old.Hashes["sha256"]) == b.Digest.Encoded() {
-				continue
-			}
-			tf := metadata.TargetFile()
-			tf.Length = b.Length
-			tf.Hashes = metadata.Hashes{"sha256": h}
-			t.Signed.Targets[b.Name] = tf
-			changed = append(changed, b.Name+" → "+string(b.Digest))
 		}
 		return changed, nil
 	})
+}
+
+// bind sets b as a target of role's working metadata t, with custom as
+// the target's custom field (nil: none), and reports whether that changed
+// it. A target outside role's paths is an error.
+func (r *Repo) bind(role string, t *metadata.Metadata[metadata.TargetsType], b Binding, custom json.RawMessage) (bool, error) {
+	if err := r.covers(role, b.Name); err != nil {
+		return false, err
+	}
+	h, err := hex.DecodeString(b.Digest.Encoded())
+	if err != nil || b.Digest.Algorithm() != digest.SHA256 {
+		return false, fmt.Errorf("target %s: digest %s is not sha256", b.Name, b.Digest)
+	}
+	if old := t.Signed.Targets[b.Name]; old != nil && old.Length == b.Length && hex.EncodeToString(old.Hashes["sha256"]) == b.Digest.Encoded() && sameCustom(old.Custom, custom) {
+		return false, nil
+	}
+	tf := metadata.TargetFile()
+	tf.Length = b.Length
+	tf.Hashes = metadata.Hashes{"sha256": h}
+	if custom != nil {
+		c := slices.Clone(custom)
+		tf.Custom = (*json.RawMessage)(&c)
+	}
+	t.Signed.Targets[b.Name] = tf
+	return true, nil
+}
+
+func sameCustom(old *json.RawMessage, c json.RawMessage) bool {
+	if old == nil || c == nil {
+		return old == nil && c == nil
+	}
+	return bytes.Equal(*old, c)
 }
 
 // Unsign removes each image's target from role. An image that the role
@@ -129,46 +155,58 @@ func (r *Repo) Unsign(role string, images []string, keys []string) (*SignResult,
 // editTargets applies edit to a copy of role's working metadata; only
 // when it succeeds and the role can be signed is the copy kept and saved.
 func (r *Repo) editTargets(role string, keys []string, edit func(*metadata.Metadata[metadata.TargetsType]) ([]string, error)) (*SignResult, error) {
+	defer r.keepRing()()
+	changed, undo, err := r.stageTargets(role, keys, edit)
+	if err != nil {
+		return nil, err
+	}
+	if len(changed) == 0 {
+		return &SignResult{Saved: Saved{Pending: r.pendingSummary()}}, nil
+	}
+	saved, err := r.save()
+	if err != nil {
+		undo()
+		return nil, err
+	}
+	return &SignResult{Saved: *saved, Changed: changed}, nil
+}
+
+// stageTargets applies edit to a copy of role's working metadata and, when
+// it changed something, keeps the copy as role's pending version, signed
+// with the keys at hand, without saving; undo puts back what was pending
+// before. On error, or when nothing changed, nothing is kept. The caller
+// restores the key ring (keepRing).
+func (r *Repo) stageTargets(role string, keys []string, edit func(*metadata.Metadata[metadata.TargetsType]) ([]string, error)) (changed []string, undo func(), err error) {
 	if role == "" {
 		role = RoleTargets
 	}
 	if role != RoleTargets {
 		if err := CheckRoleName(role); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if d, _ := r.delegation(role); d == nil {
-			return nil, fmt.Errorf("role %s: %w (delegate it first: trustd repo delegate DIR %s ...)", role, ErrNoRole, role)
+			return nil, nil, fmt.Errorf("role %s: %w (delegate it first: trustd repo delegate DIR %s ...)", role, ErrNoRole, role)
 		}
 	}
-	defer r.keepRing()()
 	if err := r.useKeys(role, keys); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	prev, hadPending := r.pending[role]
+	undo = func() { r.restore(role, prev, hadPending) }
 	w := r.workingFor(role)
 	if w == nil {
-		return nil, fmt.Errorf("role %s: %w", role, ErrNoRole)
+		return nil, nil, fmt.Errorf("role %s: %w", role, ErrNoRole)
 	}
-	changed, err := edit(w)
-	if err != nil {
-		r.restore(role, prev, hadPending)
-		return nil, err
-	}
-	if len(changed) == 0 {
-		r.restore(role, prev, hadPending)
-		return &SignResult{Saved: Saved{Pending: r.pendingSummary()}}, nil
+	if changed, err = edit(w); err != nil || len(changed) == 0 {
+		return nil, undo, err
 	}
 	r.pending[role] = w
 	r.changed(role, w)
 	if err := r.signPending(role); err != nil {
-		r.restore(role, prev, hadPending)
-		return nil, err
+		undo()
+		return nil, nil, err
 	}
-	saved, err := r.save()
-	if err != nil {
-		return nil, err
-	}
-	return &SignResult{Saved: *saved, Changed: changed}, nil
+	return changed, undo, nil
 }
 
 // workingFor returns a copy of role's working metadata (not yet kept).

@@ -6,15 +6,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/opencontainers/go-digest"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/trustd/trustd/cache"
 	"github.com/trustd/trustd/cache/publish"
 	"github.com/trustd/trustd/plugin/archive"
+	"github.com/trustd/trustd/plugin/local"
+	"github.com/trustd/trustd/policy"
 )
 
 const repoUsage = `usage: trustd repo COMMAND DIR [options]
@@ -30,6 +35,8 @@ const repoUsage = `usage: trustd repo COMMAND DIR [options]
   refresh DIR [--margin D] [--role R]... [--key KEYFILE]...
   sign-metadata DIR ROLE --key KEYFILE...
   rotate DIR ROLE
+  import-notary DIR --source NAME [PATTERN...] [--config POLICY] [--fetch] [--per-signer]
+           [--signers ROLE,...] [--role R] [--allow-expired] [--key KEYFILE]...
 Private keys are sealed with the passphrase of --passphrase-file FILE or
 $TRUSTD_REPO_PASSPHRASE when one is given (never on the command line).
 `
@@ -281,6 +288,8 @@ func cmdRepo(args []string, stdout, stderr io.Writer) (int, error) {
 			return exitDenied, nil
 		}
 		return exitOK, nil
+	case "import-notary":
+		return cmdImportNotary(f, args[1:], stdout, stderr)
 	case "sign-metadata", "rotate":
 		pos, err := parseInterleaved(fs, args[1:])
 		if err != nil {
@@ -384,4 +393,89 @@ func printRepoStatus(w io.Writer, st *publish.Status) {
 	for _, l := range st.Waiting {
 		fmt.Fprintln(w, "pending: "+l)
 	}
+}
+
+// cmdImportNotary is `trustd repo import-notary`: the tag→digest bindings
+// of a Notary source, as trustd's cache holds them verified (or fetches
+// and verifies them now), signed into the TUF repository.
+func cmdImportNotary(f *repoFlags, args []string, stdout, stderr io.Writer) (int, error) {
+	fs := f.fs
+	def := os.Getenv("TRUSTD_CONFIG")
+	if def == "" {
+		def = DefaultConfig
+	}
+	cfg := fs.String("config", def, "policy file naming the Notary source (env TRUSTD_CONFIG)")
+	source := fs.String("source", "", "the policy's Notary source to import")
+	fetch := fs.Bool("fetch", false, "fetch and verify the source's trust data now (writes trustd's cache)")
+	perSigner := fs.Bool("per-signer", false, "one role per Notary signer: targets/NAME into delegated role NAME")
+	var signers listFlag
+	fs.Var(&signers, "signers", "without --per-signer: the Notary roles consulted in order (default targets/releases,targets)")
+	role := fs.String("role", publish.RoleTargets, "without --per-signer: the role to sign into")
+	allowExpired := fs.Bool("allow-expired", false, "import expired Notary trust data (with a warning)")
+	pos, err := parseInterleaved(fs, args)
+	if err != nil {
+		return exitUsage, err
+	}
+	usage := usageError{"usage: trustd repo import-notary DIR --source NAME [PATTERN...] [--fetch] [--per-signer]"}
+	if len(pos) < 1 || *source == "" || (*perSigner && (len(signers) > 0 || *role != publish.RoleTargets)) {
+		return exitUsage, usage
+	}
+	o := publish.ImportOptions{PerSigner: *perSigner, Signers: signers, Role: *role, AllowExpired: *allowExpired, Keys: f.keys}
+	for _, s := range pos[1:] {
+		p, err := policy.ParsePattern(s)
+		if err != nil {
+			return exitUsage, usageError{fmt.Sprintf("pattern %q: %v", s, err)}
+		}
+		o.Patterns = append(o.Patterns, p)
+	}
+	p, err := local.LoadPolicy(*cfg)
+	if err != nil {
+		return exitUsage, err
+	}
+	store, err := cache.Open(p, nil)
+	if err != nil {
+		return exitUsage, err
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	nd, err := publish.LoadNotary(ctx, store, *source, o.Patterns, *fetch, store.Clock.Now())
+	if err != nil {
+		return exitDenied, err
+	}
+	for _, pr := range nd.Problems {
+		fmt.Fprintln(stderr, "trustd repo import-notary: "+pr)
+	}
+	var res *publish.ImportResult
+	code, err := withRepo(f, pos[0], stdout, func(r *publish.Repo) (any, error) {
+		var err error
+		if res, err = r.ImportNotary(nd, o); err != nil {
+			return nil, err
+		}
+		for _, w := range res.Warnings {
+			fmt.Fprintln(stderr, "trustd repo import-notary: warning: "+w)
+		}
+		for _, d := range res.Delegated {
+			fmt.Fprintln(stdout, "delegated: "+d)
+		}
+		for _, role := range slices.Sorted(maps.Keys(res.Changed)) {
+			for _, c := range res.Changed[role] {
+				fmt.Fprintf(stdout, "changed: %s: %s\n", role, c)
+			}
+		}
+		if len(res.Changed) == 0 {
+			fmt.Fprintln(stdout, "nothing to change")
+		}
+		for _, s := range res.Skipped {
+			fmt.Fprintln(stdout, "not imported: "+s)
+		}
+		return &res.Saved, nil
+	})
+	if err != nil {
+		return code, err
+	}
+	fmt.Fprintln(stdout, "signers: in the policy's rules for the TUF source, name these roles:")
+	for _, nr := range slices.Sorted(maps.Keys(res.Roles)) {
+		fmt.Fprintf(stdout, "  %s -> %s\n", nr, res.Roles[nr])
+	}
+	return code, nil
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/trustd/trustd/internal/gen"
 )
 
 const (
@@ -82,5 +87,76 @@ func TestRepoCommands(t *testing.T) {
 	fi, err := os.Stat(filepath.Join(dir, "keys"))
 	if err != nil || fi.Mode().Perm() != 0o700 {
 		t.Fatalf("key directory: %v %v", fi.Mode(), err)
+	}
+}
+
+// TestRepoImportNotary: import-notary reads the Notary source of the
+// policy from trustd's cache and signs its bindings, one role per signer
+// when asked, printing the signers to name in the policy.
+func TestRepoImportNotary(t *testing.T) {
+	tmp := t.TempDir()
+	now := time.Now()
+	keys, err := gen.NewNotaryKeys(false, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := gen.NewNotaryRepo(keys, gen.NotaryOptions{GUN: gen.NotaryPrefix + "app", Tags: 2, Releases: 1, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := gen.NewNotaryRepo(keys, gen.NotaryOptions{GUN: gen.NotaryPrefix + "db", Tags: 1, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := gen.Serve(gen.NewNotaryServer(app, db))
+	defer srv.Close()
+	cacheDir := filepath.Join(tmp, "cache")
+	if err := gen.CacheNotary(context.Background(), cacheDir, "hub", nil, []*gen.NotaryRepo{app}, now); err != nil {
+		t.Fatal(err)
+	}
+	pol := filepath.Join(tmp, "policy.toml")
+	if err := os.WriteFile(pol, fmt.Appendf(nil, `version = 1
+[daemon]
+cache_dir = %q
+[[source]]
+name = "hub"
+kind = "notary"
+url = %q
+repositories = ["docker.io/corp/**"]
+trust_on_first_use = true
+[[rule]]
+images = ["docker.io/corp/**"]
+action = "verify"
+source = "hub"
+`, cacheDir, srv.URL), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flat, per := filepath.Join(tmp, "flat"), filepath.Join(tmp, "per")
+	for _, s := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"init flat", []string{"repo", "init", flat}, exitOK, "root key IDs"},
+		{"init per signer", []string{"repo", "init", per}, exitOK, "root key IDs"},
+		{"no source", []string{"repo", "import-notary", flat, "--config", pol}, exitUsage, "--source NAME"},
+		{"per signer with signers", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "--per-signer", "--signers", "targets"}, exitUsage, "usage"},
+		{"unknown source", []string{"repo", "import-notary", flat, "--config", pol, "--source", "nope"}, exitDenied, `no source "nope"`},
+		{"uncached repository", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "docker.io/corp/other"}, exitDenied, "no verified trust data"},
+		{"flat", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "docker.io/corp/*"}, exitOK, "targets/releases -> targets"},
+		{"flat again", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub"}, exitOK, "nothing to change"},
+		{"per signer", []string{"repo", "import-notary", per, "--config", pol, "--source", "hub", "--per-signer"}, exitOK, "targets/releases -> releases"},
+		{"per signer status", []string{"repo", "status", per}, exitOK, "releases"},
+		{"not cached without --fetch", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "docker.io/corp/db"}, exitDenied, "no verified trust data"},
+		{"fetched", []string{"repo", "import-notary", flat, "--config", pol, "--source", "hub", "docker.io/corp/db", "--fetch"}, exitOK, "changed: targets: docker.io/corp/db:v0.0"},
+	} {
+		code, out, errOut := trustd(t, s.args...)
+		if code != s.code || !strings.Contains(out+errOut, s.want) {
+			t.Fatalf("%s: exit %d (want %d)\nstdout: %s\nstderr: %s\nwant %q", s.name, code, s.code, out, errOut, s.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(per, "keys", "releases.key")); err != nil {
+		t.Fatalf("the delegated role's key: %v", err)
 	}
 }

@@ -51,8 +51,12 @@ func TestToolsScriptAgrees(t *testing.T) {
 			if override != "" && tools.Versions.Containerd != override {
 				t.Errorf("containerd version %s, want the override %s", tools.Versions.Containerd, override)
 			}
-			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\nDOCKERD_BIN=%s\n",
-				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl), filepath.Dir(tools.Dockerd))
+			tufjs, err := TUFJSDir()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\nDOCKERD_BIN=%s\nTUFJS_DIR=%s\n",
+				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl), filepath.Dir(tools.Dockerd), tufjs)
 			if string(out) != want {
 				t.Errorf("tools.sh --paths:\n%s\nharness:\n%s", out, want)
 			}

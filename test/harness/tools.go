@@ -32,11 +32,16 @@ type Versions struct {
 	// Dockerd is the Docker Engine (moby) the Docker authorization
 	// plugin's tests run, e.g. v2.0.0-beta.24.
 	Dockerd string
+	// TUFJS is the npm version of tuf-js, e.g. 4.1.0 ("" when not pinned).
+	TUFJS string
 }
 
 // releaseVersion is what a pinned version must look like: it names a
 // directory of the tool cache and a module version.
 var releaseVersion = regexp.MustCompile(`^v[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$`)
+
+// npmVersion is what a pinned npm package version must look like.
+var npmVersion = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
 
 // ReadVersions reads VersionsFile from the module root: CONTAINERD_VERSION,
 // CONTAINERD_MATRIX (comma-separated; CONTAINERD_VERSION alone if absent),
@@ -69,6 +74,10 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 		Kubelet:    vars["KUBELET_VERSION"],
 		Crictl:     vars["CRICTL_VERSION"],
 		Dockerd:    vars["DOCKERD_VERSION"],
+		TUFJS:      vars["TUFJS_VERSION"],
+	}
+	if v.TUFJS != "" && !npmVersion.MatchString(v.TUFJS) {
+		return Versions{}, fmt.Errorf("%s: TUFJS_VERSION %q: want an npm release such as 4.1.0", path, v.TUFJS)
 	}
 	if v.Containerd == "" || v.Runc == "" || v.Kubelet == "" || v.Crictl == "" || v.Dockerd == "" {
 		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION, RUNC_VERSION, KUBELET_VERSION, CRICTL_VERSION and DOCKERD_VERSION must all be set", path)

@@ -1,7 +1,8 @@
 // Command demo shows trustd at work on a throw-away node: it starts, in a
 // temporary directory, a containerd (requiring trustd over NRI, with trustd
-// as its image verifier), a loopback registry, a TUF repository it signs,
-// and trustd; pushes a signed and an unsigned image; then pulls and runs
+// as its image verifier), a loopback registry, a TUF repository it makes
+// and signs with `trustd repo` (served by a file server on loopback), and
+// trustd; pushes a signed and an unsigned image; then pulls and runs
 // each through CRI as a kubelet would, printing every verdict with its
 // reason. It cleans up after itself, also on Ctrl-C.
 //
@@ -11,6 +12,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -55,32 +58,36 @@ func demo(t harness.TB) {
 	step(1, "Checking prerequisites (root, containerd and runc from `make tools`, overlayfs, cgroups)")
 	harness.Prereqs(t)
 
-	step(2, "Building trustd; starting containerd, a registry and a TUF repository on 127.0.0.1")
+	step(2, "Building trustd; starting containerd, a registry and a file server for the TUF repository on 127.0.0.1")
 	s := harness.StartStack(t, harness.StackOptions{})
+	repoDir := filepath.Join(t.TempDir(), "tuf")
+	srv := httptest.NewServer(http.FileServer(http.Dir(filepath.Join(repoDir, "metadata"))))
+	t.Cleanup(srv.Close)
 	detail("registry         %s", s.Registry)
-	detail("TUF repository   %s (pinned root %s)", s.TUF.URL(), s.TUF.RootPath())
+	detail("TUF repository   %s, served at %s/", repoDir, srv.URL)
 	detail("containerd       %s (NRI %s)", s.Node.Address, s.Node.NRISocket)
 	detail("policy           %s", s.PolicyPath)
 
 	signed := s.Ref("demo/hello:1.0")
 	unsigned := s.Ref("demo/unsigned:1.0")
-	step(3, "Pushing two images; signing one of them in the TUF repository")
+	step(3, "Pushing two images; signing one of them with trustd repo")
 	images := map[string]v1.Image{
 		signed:   harness.BuildImage(t, "demo signed", "Hello from a signed image!"),
 		unsigned: harness.BuildImage(t, "demo unsigned", "Hello from an unsigned image!"),
 	}
 	for _, ref := range []string{signed, unsigned} {
-		d, manifest := harness.Push(t, ref, images[ref])
+		d, _ := harness.Push(t, ref, images[ref])
 		state := "not signed"
 		if ref == signed {
-			s.TUF.SetTarget(ref, manifest)
-			state = "signed: TUF target " + ref
+			state = "signed below"
 		}
 		detail("%-40s %s  (%s)", ref, d, state)
 	}
-	if err := s.TUF.Publish(); err != nil {
-		t.Fatalf("publish: %v", err)
-	}
+	repo(t, s, "init", repoDir)
+	repo(t, s, "sign", repoDir, signed, "--insecure-registry")
+	s.Policy.TUFURL, s.Policy.TUFRoot = srv.URL+"/", filepath.Join(repoDir, "metadata", "1.root.json")
+	harness.WritePolicy(t, s.PolicyPath, s.Policy)
+	detail("the policy's source \"corp\": url %s, root %s", s.Policy.TUFURL, s.Policy.TUFRoot)
 
 	step(4, "trustd sync (fetch and verify the trust data), then trustd run (the NRI plugin)")
 	s.Sync(t)
@@ -98,6 +105,19 @@ func demo(t harness.TB) {
 		t.Fatalf("signed image ran: %v, unsigned image ran: %v; want true, false", ran[signed], ran[unsigned])
 	}
 	step(6, "Done: the signed image ran; the unsigned one was stopped at the pull and at creation")
+}
+
+// repo runs `trustd repo ARGS...`, printing the command and what it says.
+func repo(t harness.TB, s *harness.Stack, args ...string) {
+	args = append([]string{"repo"}, args...)
+	fmt.Printf("      $ trustd %s\n", strings.Join(args, " "))
+	res := s.CLI(t, args...)
+	for _, line := range strings.Split(strings.TrimSpace(res.Stdout), "\n") {
+		fmt.Printf("        %s\n", line)
+	}
+	if res.ExitCode != 0 {
+		t.Fatalf("trustd %s: exit %d\n%s", strings.Join(args, " "), res.ExitCode, res.Stderr)
+	}
 }
 
 // show walks one image through the checks a node makes, printing verdicts,
