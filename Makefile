@@ -48,8 +48,9 @@ fuzz:
 	$(MAKE) fuzz-short FUZZTIME=10m
 
 ## demo: a throw-away node in a temporary directory: containerd, registry, signed TUF repository, trustd
+## (DOCKER=1: a Docker Engine node, trustd as its authorization plugin)
 demo: tools
-	$(GO) run ./test/cmd/demo
+	DOCKER=$(DOCKER) $(GO) run ./test/cmd/demo
 
 ## bench: benchmarks (see BENCHMARKS.md)
 bench:

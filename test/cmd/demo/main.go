@@ -40,7 +40,11 @@ func run() int {
 
 	tb := &demoTB{}
 	done := make(chan int, 1)
-	go func() { done <- tb.do(demo) }()
+	which := demo
+	if os.Getenv("DOCKER") != "" && os.Getenv("DOCKER") != "0" {
+		which = dockerDemo // make demo DOCKER=1: a Docker Engine node
+	}
+	go func() { done <- tb.do(which) }()
 	code := 0
 	select {
 	case code = <-done:
