@@ -74,6 +74,7 @@ bench 6-daemonstart ./cmd/trustd 'BenchmarkDaemonStart$' "$(iters 3x 1x)" "$SLOW
 bench 7-notary-verify ./verify/notary 'BenchmarkVerifyGenerated100k$' "$(iters 2x 1x)" "$SLOW_COUNT"
 bench 8-refresh ./cache 'BenchmarkRefreshUnchanged$|BenchmarkRefresh1000Notary$|BenchmarkStoreSyncUnchanged$' "$(iters 3x 1x)" "$SLOW_COUNT"
 bench 9-archive ./cmd/trustd 'BenchmarkVerifyArchive$' "$(iters 5x 2x)" "$SLOW_COUNT"
+bench 14-publish ./cache/publish 'BenchmarkSignOneTag$' "$(iters 20x 5x)" "$SLOW_COUNT"
 # The other benchmarks of the repository, for the record.
 bench 10-other-notary ./verify/notary 'BenchmarkVerify10kTags$|BenchmarkVerifyAlpine$' 1s "$COUNT"
 bench 13-policy-parse ./policy 'BenchmarkParseGenerated$' "$(iters 1s 200ms)" "$COUNT"

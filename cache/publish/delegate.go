@@ -98,6 +98,9 @@ func (r *Repo) Delegate(role string, o DelegateOptions) (*Saved, error) {
 	if err := CheckRoleName(role); err != nil {
 		return nil, err
 	}
+	if owner := r.binOwner(role); owner != "" {
+		return nil, fmt.Errorf("role name %s is a hash bin of role %s: choose another name", role, owner)
+	}
 	if o.Threshold == 0 {
 		o.Threshold = 1
 	}
@@ -160,7 +163,7 @@ func (r *Repo) Delegate(role string, o DelegateOptions) (*Saved, error) {
 	}
 	del := t.Signed.Delegations
 	if del.SuccinctRoles != nil {
-		return nil, errors.New("the targets role delegates to hash bins: not adding named roles to it")
+		return nil, errors.New("the targets role's targets are in hash bins, and a TUF role delegates to named roles or to bins, not both: delegate teams before the targets role grows past the bins threshold")
 	}
 	i := slices.IndexFunc(del.Roles, func(d metadata.DelegatedRole) bool { return d.Name == role })
 	if i >= 0 {
@@ -186,6 +189,10 @@ func (r *Repo) Delegate(role string, o DelegateOptions) (*Saved, error) {
 		r.pending[role] = w
 		r.changed(role, w)
 		if err := r.signPending(role); err != nil {
+			return nil, err
+		}
+		// Its bins are signed by its keys too.
+		if err := r.rekeyBins(role); err != nil {
 			return nil, err
 		}
 	}

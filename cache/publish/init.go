@@ -28,6 +28,10 @@ type InitOptions struct {
 	Passphrase []byte
 	// Now is the signing time (default time.Now()).
 	Now time.Time
+	// BinsThreshold is the number of targets past which a role's targets
+	// move into succinct hash bins (0: DefaultBinsThreshold), recorded in
+	// repo.json.
+	BinsThreshold int
 }
 
 // Initialized is what Init made.
@@ -68,6 +72,9 @@ func Init(dir string, o InitOptions) (*Initialized, error) {
 	}
 	if o.KeyType == "" {
 		o.KeyType = KeyEd25519
+	}
+	if o.BinsThreshold < 0 {
+		return nil, fmt.Errorf("bins threshold %d: want a positive number of targets", o.BinsThreshold)
 	}
 	if o.KeyType != KeyEd25519 && o.KeyType != KeyECDSAP256 {
 		return nil, fmt.Errorf("key type %q: want %s or %s", o.KeyType, KeyEd25519, KeyECDSAP256)
@@ -207,7 +214,7 @@ func Init(dir string, o InitOptions) (*Initialized, error) {
 	}
 	cfg := config{Format: 1, KeyDir: keyDir, KeyType: o.KeyType, Expires: map[string]string{
 		RoleRoot: e.Root.String(), RoleTargets: e.Targets.String(), RoleSnapshot: e.Snapshot.String(), RoleTimestamp: e.Timestamp.String(),
-	}}
+	}, BinsThreshold: o.BinsThreshold}
 	if keyDir == filepath.Join(abs, "keys") {
 		cfg.KeyDir = "keys" // the repository can be moved with its keys
 	}

@@ -23,8 +23,12 @@ type RoleStatus struct {
 	Signatures int `json:"signatures"`
 	Threshold  int `json:"threshold"`
 	Keys       int `json:"keys"`
-	// Targets is the number of targets a targets role signs.
+	// Targets is the number of targets a targets role signs (with its
+	// hash bins' when it has some).
 	Targets int `json:"targets,omitempty"`
+	// Bins describes the role's hash bins, when its targets are in bins
+	// (the bins have no row of their own).
+	Bins *BinsStatus `json:"bins,omitempty"`
 	// Pending is the role's next version, waiting for signatures or for
 	// the roles it delegates to.
 	Pending *PendingStatus `json:"pending,omitempty"`
@@ -71,6 +75,11 @@ func (r *Repo) Status() *Status {
 	for n := range r.pending {
 		names[n] = true
 	}
+	for n := range names {
+		if r.binOwner(n) != "" {
+			delete(names, n)
+		}
+	}
 	sorted := make([]string, 0, len(names))
 	for n := range names {
 		sorted = append(sorted, n)
@@ -95,6 +104,11 @@ func (r *Repo) Status() *Status {
 		if p := r.pending[n]; p != nil {
 			s.Pending = &PendingStatus{Version: p.Signed.Version, Threshold: th, Ready: slices.Contains(ready, n),
 				Signatures: validSignatures(p, p.Signatures, ids, keys)}
+		}
+		if sr := succinct(r.roles[n]); sr != nil {
+			_, count := sr.GetSuffixLen()
+			s.Bins = &BinsStatus{Prefix: sr.NamePrefix, BitLength: sr.BitLength, Bins: count, Pending: len(r.pendingBins(n))}
+			s.Targets = len(r.binTargets(sr))
 		}
 	}
 	if rootOK {
@@ -126,6 +140,11 @@ type RefreshResult struct {
 func (r *Repo) Refresh(margin time.Duration, renew []string) (*RefreshResult, error) {
 	res := &RefreshResult{}
 	soon := r.now.Add(margin)
+	for _, role := range slices.Clone(renew) {
+		if sr := r.binned(role); sr != nil {
+			renew = append(renew, sr.GetRoles()...) // a role in bins is renewed with its bins
+		}
+	}
 	for _, role := range renew {
 		switch role {
 		case RoleTimestamp, RoleSnapshot:
@@ -220,15 +239,22 @@ func (r *Repo) SignMetadata(role string, keys []string) (*Saved, error) {
 	if len(keys) == 0 {
 		return nil, errors.New("no key given: --key KEYFILE")
 	}
-	if role == RoleRoot && r.pendingRoot == nil || role != RoleRoot && r.pending[role] == nil {
+	// A role in hash bins is signed with its bins: the same keys.
+	roles := r.pendingBins(role)
+	if role == RoleRoot && r.pendingRoot != nil || role != RoleRoot && r.pending[role] != nil {
+		roles = append([]string{role}, roles...)
+	}
+	if len(roles) == 0 {
 		return nil, fmt.Errorf("role %s has no pending metadata: nothing to sign (trustd repo status DIR lists what waits)", role)
 	}
 	defer r.keepRing()()
 	if err := r.useKeys(role, keys); err != nil {
 		return nil, err
 	}
-	if err := r.signPending(role); err != nil {
-		return nil, err
+	for _, name := range roles {
+		if err := r.signPending(name); err != nil {
+			return nil, err
+		}
 	}
 	return r.save()
 }
@@ -295,6 +321,9 @@ func (r *Repo) Rotate(role string) (*Rotated, error) {
 		r.pending[RoleTargets] = w
 		r.changed(RoleTargets, w)
 		if err := r.signPending(RoleTargets); err != nil {
+			return nil, err
+		}
+		if err := r.rekeyBins(RoleTargets); err != nil {
 			return nil, err
 		}
 	}

@@ -2,6 +2,7 @@ package publish
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
@@ -61,6 +62,9 @@ type config struct {
 	KeyDir  string            `json:"key_dir"`
 	KeyType string            `json:"key_type"`
 	Expires map[string]string `json:"expires"`
+	// BinsThreshold is the number of targets past which a role's targets
+	// move into hash bins (0: DefaultBinsThreshold).
+	BinsThreshold int `json:"bins_threshold,omitempty"`
 }
 
 func (c *config) expiry() (Expiry, error) {
@@ -89,6 +93,9 @@ type Options struct {
 	Keys []string
 	// Now is the signing time (default time.Now()).
 	Now time.Time
+	// BinsThreshold, when positive, replaces the repository's threshold
+	// of targets past which a role moves into hash bins, for this Repo.
+	BinsThreshold int
 }
 
 // Repo is an open repository, locked against other writers until Close.
@@ -102,9 +109,12 @@ type Repo struct {
 
 	cfg    config
 	expiry Expiry
-	now    time.Time
-	ring   *keyRing
-	lock   *cache.Lock
+	// binsThreshold: a role with more targets than this moves into hash
+	// bins; a binned role gets more bins past this many per bin.
+	binsThreshold int
+	now           time.Time
+	ring          *keyRing
+	lock          *cache.Lock
 
 	root      *metadata.Metadata[metadata.RootType]
 	timestamp *metadata.Metadata[metadata.TimestampType]
@@ -160,6 +170,10 @@ func Open(dir string, o Options) (*Repo, error) {
 	}
 	if r.expiry, err = r.cfg.expiry(); err != nil {
 		return nil, err
+	}
+	r.binsThreshold = cmp.Or(o.BinsThreshold, r.cfg.BinsThreshold, DefaultBinsThreshold)
+	if o.BinsThreshold < 0 || r.cfg.BinsThreshold < 0 {
+		return nil, fmt.Errorf("%s: the hash bins threshold must be a positive number of targets", dir)
 	}
 	r.now = o.Now
 	if r.now.IsZero() {
@@ -355,6 +369,10 @@ func (r *Repo) delegation(role string) (*metadata.DelegatedRole, map[string]*met
 					return d, t.Signed.Delegations.Keys
 				}
 			}
+			if sr := t.Signed.Delegations.SuccinctRoles; sr != nil && sr.IsDelegatedRole(role) {
+				// A hash bin: terminating (TAP 15), the bins' keys.
+				return &metadata.DelegatedRole{Name: role, KeyIDs: sr.KeyIDs, Threshold: sr.Threshold, Terminating: true}, t.Signed.Delegations.Keys
+			}
 		}
 	}
 	return nil, nil
@@ -516,6 +534,13 @@ func (r *Repo) publishable(name string, rootAfter *metadata.Metadata[metadata.Ro
 				return false
 			}
 		}
+		if sr := md.Signed.Delegations.SuccinctRoles; sr != nil {
+			for _, bin := range sr.GetRoles() {
+				if r.roles[bin] == nil && !cand[bin] {
+					return false
+				}
+			}
+		}
 	}
 	return true
 }
@@ -536,6 +561,9 @@ func (r *Repo) delegators(name string) map[string]bool {
 func delegates(t *metadata.Metadata[metadata.TargetsType], name string) bool {
 	if t.Signed.Delegations == nil {
 		return false
+	}
+	if sr := t.Signed.Delegations.SuccinctRoles; sr != nil && sr.IsDelegatedRole(name) {
+		return true
 	}
 	for _, d := range t.Signed.Delegations.Roles {
 		if d.Name == name {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -188,23 +189,42 @@ func (r *Repo) stageTargets(role string, keys []string, edit func(*metadata.Meta
 			return nil, nil, fmt.Errorf("role %s: %w (delegate it first: trustd repo delegate DIR %s ...)", role, ErrNoRole, role)
 		}
 	}
+	if owner := r.binOwner(role); owner != "" {
+		return nil, nil, fmt.Errorf("role %s is a hash bin of role %s: sign into %s (--role %s)", role, owner, owner, owner)
+	}
 	if err := r.useKeys(role, keys); err != nil {
 		return nil, nil, err
 	}
-	prev, hadPending := r.pending[role]
-	undo = func() { r.restore(role, prev, hadPending) }
+	before := maps.Clone(r.pending)
+	undo = func() { r.pending = maps.Clone(before) }
 	w := r.workingFor(role)
 	if w == nil {
 		return nil, nil, fmt.Errorf("role %s: %w", role, ErrNoRole)
 	}
-	if changed, err = edit(w); err != nil || len(changed) == 0 {
+	var touched []string
+	if succinct(w) != nil {
+		changed, touched, err = r.editBinned(role, w, edit)
+	} else {
+		changed, err = edit(w)
+		touched = []string{role}
+		if err == nil && len(changed) > 0 {
+			r.pending[role] = w
+			r.changed(role, w)
+			// TUF: a role delegates to named roles or to bins, not both.
+			if len(w.Signed.Targets) > r.binsThreshold && (w.Signed.Delegations == nil || len(w.Signed.Delegations.Roles) == 0) {
+				touched, err = r.putInBins(role, w, w.Signed.Targets)
+			}
+		}
+	}
+	if err != nil || len(changed) == 0 {
+		undo()
 		return nil, undo, err
 	}
-	r.pending[role] = w
-	r.changed(role, w)
-	if err := r.signPending(role); err != nil {
-		undo()
-		return nil, nil, err
+	for _, name := range touched {
+		if err := r.signPending(name); err != nil {
+			undo()
+			return nil, nil, err
+		}
 	}
 	return changed, undo, nil
 }

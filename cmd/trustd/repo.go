@@ -60,6 +60,7 @@ type repoFlags struct {
 	keys           listFlag
 	keyDir         string
 	passphraseFile string
+	binsThreshold  int
 }
 
 func newRepoFlags(verb string, stderr io.Writer) *repoFlags {
@@ -67,6 +68,9 @@ func newRepoFlags(verb string, stderr io.Writer) *repoFlags {
 	f.fs.SetOutput(stderr)
 	f.fs.StringVar(&f.keyDir, "keys", "", "private key directory (default: the one chosen at init, DIR/keys)")
 	f.fs.StringVar(&f.passphraseFile, "passphrase-file", "", "file holding the keys' passphrase (else $TRUSTD_REPO_PASSPHRASE)")
+	if verb != "keygen" {
+		f.fs.IntVar(&f.binsThreshold, "bins-threshold", 0, fmt.Sprintf("a role with more targets than this moves into succinct hash bins (init: recorded for the repository, default %d; other commands: for this command)", publish.DefaultBinsThreshold))
+	}
 	return f
 }
 
@@ -91,7 +95,7 @@ func (f *repoFlags) open(dir string) (*publish.Repo, error) {
 	if err != nil {
 		return nil, err
 	}
-	return publish.Open(dir, publish.Options{KeyDir: f.keyDir, Passphrase: pass, Keys: f.keys})
+	return publish.Open(dir, publish.Options{KeyDir: f.keyDir, Passphrase: pass, Keys: f.keys, BinsThreshold: f.binsThreshold})
 }
 
 // cmdRepo is `trustd repo ...`: the publishing side (package cache/publish).
@@ -127,6 +131,7 @@ func cmdRepo(args []string, stdout, stderr io.Writer) (int, error) {
 			return exitUsage, err
 		}
 		o.KeyDir = f.keyDir
+		o.BinsThreshold = f.binsThreshold
 		in, err := publish.Init(pos[0], o)
 		if err != nil {
 			return exitDenied, err
@@ -386,6 +391,13 @@ func printRepoStatus(w io.Writer, st *publish.Status) {
 			line += fmt.Sprintf("; pending version %d: %d of %d, %s", r.Pending.Version, r.Pending.Signatures, r.Pending.Threshold, state)
 		}
 		fmt.Fprintln(w, line)
+		if b := r.Bins; b != nil {
+			line := fmt.Sprintf("%-16s bins: %d targets in %d succinct hash bins %s-* (bit_length %d), signed by the role's keys", "", r.Targets, b.Bins, b.Prefix, b.BitLength)
+			if b.Pending > 0 {
+				line += fmt.Sprintf("; %d bins pending", b.Pending)
+			}
+			fmt.Fprintln(w, line)
+		}
 	}
 	if len(st.WouldPublish) > 0 {
 		fmt.Fprintf(w, "would publish: %s\n", strings.Join(st.WouldPublish, ", "))
