@@ -129,8 +129,12 @@ func IndexTUF(source string, tm *trustedmetadata.TrustedMetadata, del TUFDelegat
 			repoOf(repo).deny(tag, fmt.Sprintf("target %q is in the paths of %s", name, failed))
 			continue
 		}
-		for i, role := range roles {
-			tf := res.meta(role).Signed.Targets[name]
+		for i, binOrRole := range roles {
+			tf := res.meta(binOrRole).Signed.Targets[name]
+			// A succinct hash bin signs for the role that delegates to its
+			// bins (TAP 15: that role keeps no targets of its own): rules
+			// name that role in `signers`, and a threshold counts it once.
+			role := res.signer(binOrRole)
 			h, ok := tf.Hashes["sha256"]
 			if !ok || len(h) != sha256.Size {
 				why := fmt.Sprintf("target %q in role %s has no sha256 hash (trustd matches images by sha256 digest)", name, role)
@@ -216,6 +220,16 @@ type tufResolver struct {
 	top   *metadata.Metadata[metadata.TargetsType]
 	del   TUFDelegations
 	edges map[[2]string]error // (delegator, role) → nil when the role verifies under it
+	binOf map[string]string   // a succinct hash bin → the role delegating to the bins
+}
+
+// signer is the role that signs through role: its delegator when role is a
+// succinct hash bin, role itself otherwise.
+func (r *tufResolver) signer(role string) string {
+	if p, ok := r.binOf[role]; ok {
+		return p
+	}
+	return role
 }
 
 func (r *tufResolver) meta(role string) *metadata.Metadata[metadata.TargetsType] {
@@ -271,6 +285,10 @@ func (r *tufResolver) resolve(name string) ([]string, *roleFailure) {
 		if del.SuccinctRoles != nil {
 			for _, rr := range del.SuccinctRoles.GetRolesForTarget(name) {
 				children = append(children, child{rr.Name, true}) // succinct bins are terminating (TAP 15)
+				if r.binOf == nil {
+					r.binOf = map[string]string{}
+				}
+				r.binOf[rr.Name] = role
 			}
 		}
 		for i := range del.Roles {

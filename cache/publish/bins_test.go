@@ -184,6 +184,17 @@ func TestBinsDelegatedThreshold2(t *testing.T) {
 		t.Fatalf("second signature: %+v", saved)
 	}
 	readAll(t, dir, tags)
+	// A rule naming the team's role counts its bins' signatures as the
+	// role's: "two of three teams" survives a team's role being binned.
+	si, err := trustdSync(t, serve(t, dir), rootOf(t, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range tags {
+		if d := decide(t, si, `signers = ["team"]`, name, dg(name)); !d.Allowed || strings.Join(d.Signers, ",") != "team" {
+			t.Fatalf("%s with signers = [\"team\"]: %s (signers %v)", name, d.Reason, d.Signers)
+		}
+	}
 	if _, err := r.Sign("team-bin-0", bs[:1], privs); err == nil || !strings.Contains(err.Error(), "hash bin of role team") {
 		t.Fatalf("signing into a bin by name: %v", err)
 	}
