@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -16,6 +17,10 @@ import (
 
 	"github.com/trustd/trustd/test/harness"
 )
+
+// dockerDeadline is trustd's bound on each authorization answer
+// (plugin/docker.DefaultDeadline).
+const dockerDeadline = 10 * time.Second
 
 // dockerNode is a Docker Engine node enforced by trustd's authorization
 // plugin: dockerd (containerd's image store) on the stack's containerd.
@@ -144,6 +149,7 @@ func (n *dockerNode) reload(t *testing.T, mode string) {
 // dockerd that requires trustd as its authorization plugin: a node with no
 // NRI (nri_socket = ""), images judged by digest where containers start.
 func TestDocker(t *testing.T) {
+	top := t
 	harness.Prereqs(t)
 	harness.DockerdPrereqs(t)
 	s := harness.StartStack(t, harness.StackOptions{NoRequireTrustd: true})
@@ -288,6 +294,48 @@ func TestDocker(t *testing.T) {
 			st, out := n.api(t, "POST", c.path, map[string]any{})
 			n.refused(t, "POST "+c.path, st, out, `"`+c.group+`" to docker_allow`)
 		}
+	})
+	t.Run("dockerd's answers to trustd hang: trustd still answers, within its deadline, refusing", func(t *testing.T) {
+		// trustd asks dockerd about images and containers; dockerd waits
+		// for its plugin for ever. Here trustd's calls go to a socket that
+		// accepts and never answers: each authorization must still come
+		// back (refused) within trustd's deadline, and the API with it.
+		hole := filepath.Join(ddir, "hole.sock")
+		l, err := net.Listen("unix", hole)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close() // held open, unanswered, until the test ends
+			}
+		}()
+		restart := func(address string) {
+			if err := n.Trustd.Stop(); err != nil {
+				t.Errorf("trustd on SIGTERM: %v", err)
+			}
+			s.Policy.DaemonExtra = fmt.Sprintf("docker_authz = true\ndocker_authz_socket = %q\ndocker_address = %q\n", sock, address)
+			harness.WritePolicy(t, s.PolicyPath, s.Policy)
+			s.StartTrustd(top)
+		}
+		restart(hole)
+		start := time.Now()
+		st, _, out := n.create(t, signed.ref)
+		took := time.Since(start)
+		t.Logf("create with dockerd's answers to trustd hanging: %d after %v", st, took.Round(time.Millisecond))
+		if st != http.StatusForbidden || !strings.Contains(out, "trustd") {
+			t.Errorf("create with trustd's calls to dockerd hanging: %d %s; want trustd's refusal", st, out)
+		}
+		if took > dockerDeadline+5*time.Second {
+			t.Errorf("the refusal took %v: longer than trustd's deadline (%v) allows", took, dockerDeadline)
+		}
+		restart(filepath.Join(ddir, "docker.sock"))
+		n.run(t, signed.ref, signed.message)
 	})
 	t.Run("trustd killed: the API fails and nothing runs", func(t *testing.T) {
 		st, cid, out := n.create(t, signed.ref)
