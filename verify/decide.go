@@ -82,6 +82,48 @@ type Facts struct {
 	// content covers (platform manifests and config digests), resolved from
 	// content-addressed data. A missing entry means "not known".
 	Covers map[digest.Digest][]digest.Digest
+	// Content, if set, answers for the signed digests Covers has no entry
+	// for. Decide asks it only when digests alone do not decide, and only
+	// about signed digests of the rule's trust data, so that one pass of
+	// Decide is the whole decision. Its answers come from content-addressed
+	// data: they never change, whatever is asked when.
+	Content ContentLookup
+
+	// missed remembers, for one decision, signed digests Content could not
+	// resolve, so that a denial asks once rather than once per check.
+	missed  [2]digest.Digest
+	nmissed int
+}
+
+// ContentLookup says what a signed manifest or index digest covers: the
+// digest itself, its platform manifests and their config digests; ok is
+// false when its content is not available. An implementation may read
+// content (containerd's store, a manifest cache): Decide itself does no
+// I/O, and reaches content only through it.
+type ContentLookup interface {
+	Covered(d digest.Digest) (covered []digest.Digest, ok bool)
+}
+
+// coverage is what the signed digest sd covers: from Covers, else from
+// Content.
+func (f *Facts) coverage(sd digest.Digest) ([]digest.Digest, bool) {
+	if c, ok := f.Covers[sd]; ok {
+		return c, true
+	}
+	if f.Content == nil {
+		return nil, false
+	}
+	for _, m := range f.missed {
+		if m == sd {
+			return nil, false
+		}
+	}
+	c, ok := f.Content.Covered(sd)
+	if !ok {
+		f.missed[f.nmissed%len(f.missed)] = sd
+		f.nmissed++
+	}
+	return c, ok
 }
 
 // Decision is the verdict on one image, with everything needed to explain it.
@@ -484,11 +526,37 @@ func decideByDigest(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers
 	for _, x := range wanted[:n] {
 		collect(x)
 	}
-	for sd, covered := range f.Covers {
+	coversWanted := func(covered []digest.Digest) bool {
 		for _, c := range covered {
 			if slices.Contains(wanted[:n], c) {
-				collect(sd)
-				break
+				return true
+			}
+		}
+		return false
+	}
+	for sd, covered := range f.Covers {
+		if coversWanted(covered) {
+			collect(sd)
+		}
+	}
+	if len(cands) == 0 && f.Content != nil {
+		// The signed digests whose content may cover the image: every
+		// tag's, at most maxNeeded of them (as Needed bounds them).
+		asked := map[digest.Digest]bool{}
+		for i := 0; i < rt.NumTags() && len(asked) < maxNeeded; i++ {
+			tv := rt.TagAt(i)
+			for j := 0; j < tv.NumSigs() && len(asked) < maxNeeded; j++ {
+				_, t := tv.Sig(j)
+				if asked[t.Digest] {
+					continue
+				}
+				asked[t.Digest] = true
+				if _, inMap := f.Covers[t.Digest]; inMap {
+					continue
+				}
+				if covered, ok := f.coverage(t.Digest); ok && coversWanted(covered) {
+					collect(t.Digest)
+				}
 			}
 		}
 	}
@@ -596,17 +664,19 @@ func covers(f *Facts, sd, x digest.Digest) bool {
 	if sd == x {
 		return true
 	}
-	for _, c := range f.Covers[sd] {
-		if c == x {
-			return true
-		}
-	}
-	return false
+	covered, _ := f.coverage(sd)
+	return slices.Contains(covered, x)
 }
 
 // firstCovering returns the index of the first candidate whose signed
-// digest covers x, or -1.
+// digest is x, else of the first whose content covers x, or -1: digests
+// alone decide before any content is looked up.
 func firstCovering(f *Facts, cands []tagDigest, x digest.Digest) int {
+	for i := range cands {
+		if cands[i].dgst == x {
+			return i
+		}
+	}
 	for i := range cands {
 		if covers(f, cands[i].dgst, x) {
 			return i
@@ -707,7 +777,7 @@ func mismatch(d *Decision, ref *policy.Ref, f *Facts, cands []tagDigest, what st
 	default:
 		unknown := 0
 		for _, c := range cands {
-			if _, ok := f.Covers[c.dgst]; !ok {
+			if _, ok := f.coverage(c.dgst); !ok {
 				unknown++
 			}
 		}
@@ -735,7 +805,8 @@ func SortDigests(ds []digest.Digest) []digest.Digest {
 const maxNeeded = 256
 
 // Needed returns the signed digests whose coverage (Facts.Covers) Decide
-// may consult for these facts: the digests signed for the requested tag,
+// may consult for these facts (for a caller that resolves content before
+// deciding instead of giving Decide a Facts.Content): the digests signed for the requested tag,
 // or for every tag when the reference has none, in the sources of the
 // rules that can decide. It is pure, like Decide, and lets a caller do the
 // content lookups (I/O) before the decision.

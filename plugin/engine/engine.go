@@ -8,8 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/opencontainers/go-digest"
-
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 )
@@ -168,42 +166,16 @@ func (e *Engine) Evaluate(ctx context.Context, f verify.Facts) verify.Decision {
 		now = e.Now()
 	}
 	s := e.snap.Load()
-	var d verify.Decision
 	if s == nil {
-		d = verify.Decide(nil, nil, f, now)
-	} else {
-		// With only a config digest (containerd 2.2 and 2.3 give no
-		// manifest digest for a container) digests alone never allow:
-		// resolve first, decide once.
-		if e.Resolver != nil && f.ConfigDigest != "" && f.Digest == "" && f.Covers == nil {
-			f.Covers = e.covers(ctx, s, f)
-			return verify.Decide(s.Policy, s.Index, f, now)
-		}
-		d = verify.Decide(s.Policy, s.Index, f, now)
-		if (!d.Allowed || d.Audit) && e.Resolver != nil {
-			if covers := e.covers(ctx, s, f); covers != nil {
-				f.Covers = covers
-				d = verify.Decide(s.Policy, s.Index, f, now)
-			}
-		}
+		return verify.Decide(nil, nil, f, now)
 	}
-	return d
-}
-
-// covers resolves what the signed digests a decision may consult cover;
-// nil when there are none.
-func (e *Engine) covers(ctx context.Context, s *Snapshot, f verify.Facts) map[digest.Digest][]digest.Digest {
-	need := verify.Needed(s.Policy, s.Index, f)
-	if len(need) == 0 {
-		return nil
+	// One pass: digests decide first; only when they do not does Decide
+	// ask the resolver what the signed digests cover (content-addressed,
+	// memoised).
+	if e.Resolver != nil && f.Content == nil {
+		f.Content = e.Resolver
 	}
-	covers := make(map[digest.Digest][]digest.Digest, len(need))
-	for _, dg := range need {
-		if cov, ok := e.Resolver.Covers(ctx, dg); ok {
-			covers[dg] = cov
-		}
-	}
-	return covers
+	return verify.Decide(s.Policy, s.Index, f, now)
 }
 
 func (e *Engine) log(f verify.Facts, d verify.Decision, c Context, took time.Duration) {

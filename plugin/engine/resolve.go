@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/verify"
 )
 
 // MaxManifestSize bounds a manifest or index read from any source.
@@ -37,6 +39,26 @@ type Resolver struct {
 }
 
 const maxMemo = 1 << 16
+
+// lookupTimeout bounds the content reads of one lookup made for a decision
+// (Covered): NRI's own time limit is 2 s and fails closed.
+const lookupTimeout = 2 * time.Second
+
+var _ verify.ContentLookup = (*Resolver)(nil)
+
+// Covered implements verify.ContentLookup for decisions: Covers, with its
+// content reads (on a memo miss only) bounded by lookupTimeout.
+func (r *Resolver) Covered(d digest.Digest) ([]digest.Digest, bool) {
+	r.mu.Lock()
+	c, ok := r.memo[d]
+	r.mu.Unlock()
+	if ok {
+		return c, true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	return r.Covers(ctx, d)
+}
 
 // Covers returns the digests covered by d, or ok=false when d's content is
 // not available from any reader.
