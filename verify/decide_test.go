@@ -164,8 +164,36 @@ func TestDecide(t *testing.T) {
 			if !d.Allowed && (d.Err() == nil || !strings.Contains(d.Err().Error(), "trustd: denied")) {
 				t.Errorf("a denial must be an error naming it: %v", d.Err())
 			}
+			// The same content given as a lookup that Decide asks (one
+			// pass, as the engine decides) instead of resolved beforehand
+			// gives the same decision; a decision the digests make asks
+			// nothing.
+			if tc.facts.Covers != nil {
+				lf := tc.facts
+				lookup := &countingLookup{m: lf.Covers}
+				lf.Covers, lf.Content = nil, lookup
+				ld := Decide(p, ix, lf, n)
+				if ld.Allowed != d.Allowed || ld.Reason != d.Reason || ld.SignedDigest != d.SignedDigest {
+					t.Errorf("with a content lookup: %s\nwith Covers: %s", ld.Message(), d.Message())
+				}
+				if strings.Contains(d.Reason, "digest matches") && lookup.n != 0 {
+					t.Errorf("a decision the digests make asked for content %d times", lookup.n)
+				}
+			}
 		})
 	}
+}
+
+// countingLookup is a ContentLookup over a map that counts its questions.
+type countingLookup struct {
+	m map[digest.Digest][]digest.Digest
+	n int
+}
+
+func (c *countingLookup) Covered(d digest.Digest) ([]digest.Digest, bool) {
+	c.n++
+	v, ok := c.m[d]
+	return v, ok
 }
 
 func TestDecideNoSourceData(t *testing.T) {

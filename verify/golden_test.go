@@ -359,5 +359,20 @@ func checkInvariants(t *testing.T, name string, p *policy.Policy, ix *verify.Ind
 		if d2 := verify.Decide(p, ix, g, now); !reflect.DeepEqual(d2, d) {
 			t.Errorf("%s: Needed %v misses a digest the decision depends on:\nwith all covers: %s\nwith the needed: %s", name, need, d.Message(), d2.Message())
 		}
+		// The engine's way, in one pass: the same content as a lookup
+		// Decide asks only when digests do not decide.
+		h := f
+		h.Covers, h.Content = nil, mapLookup(f.Covers)
+		if d3 := verify.Decide(p, ix, h, now); !reflect.DeepEqual(d3, d) {
+			t.Errorf("%s: with a content lookup:\n%s\nwith Covers:\n%s", name, d3.Message(), d.Message())
+		}
 	}
+}
+
+// mapLookup is a verify.ContentLookup over a map.
+type mapLookup map[digest.Digest][]digest.Digest
+
+func (m mapLookup) Covered(d digest.Digest) ([]digest.Digest, bool) {
+	v, ok := m[d]
+	return v, ok
 }
