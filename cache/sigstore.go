@@ -276,10 +276,16 @@ func (s *SigstoreSource) Sync(ctx context.Context, now time.Time) (*SyncResult, 
 }
 
 // SyncPulled fetches repo's signatures now, for a pull; a repository with
-// signatures is then kept in sync.
+// signatures is then kept in sync. It fails only when nothing new could be
+// read because the registry could not be reached: a signature that did not
+// verify is one more unsigned digest, which the decision then explains
+// (the next Sync reports it).
 func (s *SigstoreSource) SyncPulled(ctx context.Context, repo string, _ time.Time) error {
-	_, err := s.SyncRepo(ctx, repo)
-	return err
+	n, err := s.SyncRepo(ctx, repo)
+	if n == 0 && errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	return nil
 }
 
 // SyncRepo fetches, verifies and caches the signatures of one repository
