@@ -143,10 +143,26 @@ func TestSigstoreSource(t *testing.T) {
 		t.Errorf("after another manifest: %v, want %v", got, want)
 	}
 
+	// At a pull, a misplaced signature elsewhere in the repository is no
+	// failure (the decision explains the digest judged); an unreachable
+	// registry with nothing new is.
+	fresh := &SigstoreSource{SourceName: "cosign", Dir: t.TempDir(), Repositories: src.Repositories, Keys: []SigstoreKey{a, ed}}
+	if err := fresh.SyncPulled(context.Background(), repo, time.Now()); err != nil {
+		t.Errorf("SyncPulled with misplaced signatures in the repository: %v", err)
+	}
+	// (The registry now serves only the other key's signature of signed: a
+	// node that never saw the good one has none.)
+	if got, w := signedDigests(fresh.Index(), repo), map[digest.Digest][]string{byEd: {ed.ID}}; fmt.Sprint(got) != fmt.Sprint(w) {
+		t.Errorf("after SyncPulled: %v, want %v", got, w)
+	}
+
 	// Offline: a new source over the same directory loads (and verifies
 	// again) what was cached, with no registry.
 	srv.Close()
 	re := &SigstoreSource{SourceName: "cosign", Dir: dir, Repositories: src.Repositories, Keys: []SigstoreKey{a, ed}}
+	if err := re.SyncPulled(context.Background(), repo, time.Now()); err == nil || !strings.Contains(err.Error(), ErrUnreachable.Error()) {
+		t.Errorf("SyncPulled with the registry gone: %v, want unreachable", err)
+	}
 	si, err := re.Load()
 	if err != nil {
 		t.Fatal(err)
