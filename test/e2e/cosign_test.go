@@ -157,5 +157,9 @@ action = "deny"
 		start := time.Now()
 		check(t)
 		t.Logf("decided offline in %v", time.Since(start).Round(time.Millisecond))
+		st := s.CLI(t, "status", "--config", s.PolicyPath)
+		if !strings.Contains(st.Stdout, "source cosign (sigstore): ") || !strings.Contains(st.Stdout, "1 repositories, 1 signed digests") {
+			t.Errorf("status:\n%s%s", st.Stdout, st.Stderr)
+		}
 	})
 }
