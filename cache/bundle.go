@@ -113,6 +113,8 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 			ex.Sources[t.SourceName] = se
 			addManifests(repos, t.index())
 			lines = append(lines, fmt.Sprintf("%s: notary, %d repositories", t.SourceName, len(se.Notary)))
+		case *SigstoreSource:
+			lines = append(lines, fmt.Sprintf("%s: sigstore, not exported (cache export does not carry cosign signatures yet: the node fetches them itself)", t.SourceName))
 		}
 	}
 	lines = append(lines, fmt.Sprintf("%d signed manifests", len(ex.Manifests)))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -135,11 +136,30 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 				ns.Pins = append(ns.Pins, np)
 			}
 			s.sources = append(s.sources, ns)
+		case policy.KindSigstore:
+			s.sources = append(s.sources, &SigstoreSource{SourceName: src.Name, Dir: dir, Repositories: src.Repositories, Keys: sigstoreKeys(p, src.Name)})
 		default:
 			s.sources = append(s.sources, &unsupported{name: src.Name, kind: src.Kind})
 		}
 	}
 	return s, nil
+}
+
+// sigstoreKeys returns the distinct keys that the rules against source
+// name list (read by policy.Load).
+func sigstoreKeys(p *policy.Policy, name string) []SigstoreKey {
+	var out []SigstoreKey
+	for _, r := range p.Rules {
+		if r.Source != name {
+			continue
+		}
+		for _, k := range r.Keys {
+			if k.Public != nil && !slices.ContainsFunc(out, func(x SigstoreKey) bool { return x.ID == k.ID }) {
+				out = append(out, SigstoreKey{ID: k.ID, Public: k.Public})
+			}
+		}
+	}
+	return out
 }
 
 // Sources returns the store's sources in policy order.

@@ -25,8 +25,9 @@ const MaxSize = 1 << 20
 
 // Load reads and parses the policy file at path (see Parse). Errors reading
 // the file wrap the *fs.PathError and do not match ErrInvalid; errors in its
-// content do. Load does not follow the policy's own paths (root, ca): it
-// only resolves them.
+// content do, as do unreadable or invalid key files of a rule (keys), which
+// Load reads and parses (see Key). Load does not follow the policy's other
+// paths (root, ca): it only resolves them.
 func Load(path string) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -37,7 +38,14 @@ func Load(path string) (*Policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
-	return Parse(path, data)
+	p, err := Parse(path, data)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.readKeys(); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Parse decodes and validates a policy document; file names it in
@@ -360,8 +368,25 @@ func (d *doc) source(p *Policy, rs *rawSource, sp string) *Source {
 	}
 	if rs.Kind == nil {
 		d.missing(sp, "source", "kind")
-	} else if s.Kind = *rs.Kind; s.Kind != KindNotary && s.Kind != KindTUF {
-		d.errf(sp+".kind", "source.kind: unknown kind %q (want %q or %q)", s.Kind, KindNotary, KindTUF)
+	} else if s.Kind = *rs.Kind; s.Kind != KindNotary && s.Kind != KindTUF && s.Kind != KindSigstore {
+		d.errf(sp+".kind", "source.kind: unknown kind %q (want %q, %q or %q)", s.Kind, KindNotary, KindTUF, KindSigstore)
+	}
+	if s.Kind == KindSigstore {
+		// Keyed cosign verification: the signatures are in the registries,
+		// the keys in the rules; nothing else to configure yet.
+		for _, k := range []struct {
+			key string
+			set bool
+		}{{"url", rs.URL != nil}, {"root", rs.Root != nil}, {"trust_on_first_use", rs.TrustOnFirstUse != nil}, {"pin", len(rs.Pin) > 0}} {
+			if k.set {
+				d.errf(sp+"."+k.key, "source.%s: not valid for kind %q (keyed verification reads the signatures from the registries and the keys from the rules)", k.key, KindSigstore)
+			}
+		}
+		s.Repositories = d.patterns(sp, "source", "repositories", rs.Repositories)
+		if rs.OfflineGrace != nil {
+			d.errf(sp+".offline_grace", "source.offline_grace: not valid for kind %q (keyed signatures do not expire)", KindSigstore)
+		}
+		return s
 	}
 	if rs.URL == nil {
 		d.missing(sp, "source", "url")
@@ -522,7 +547,7 @@ func (d *doc) rule(p *Policy, rr *rawRule, i int) *Rule {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"source", rr.Source != nil}, {"signers", rr.Signers != nil}, {"threshold", rr.Threshold != nil}} {
+		}{{"source", rr.Source != nil}, {"signers", rr.Signers != nil}, {"threshold", rr.Threshold != nil}, {"keys", rr.Keys != nil}} {
 			if k.set {
 				d.errf(rp+"."+k.key, "rule.%s: only valid with action %q", k.key, ActionVerify)
 			}
@@ -538,19 +563,31 @@ func (d *doc) rule(p *Policy, rr *rawRule, i int) *Rule {
 	} else {
 		src = p.sources[r.Source]
 	}
+	sigstore := src != nil && src.Kind == KindSigstore
 	switch {
+	case sigstore && rr.Signers != nil:
+		d.errf(rp+".signers", "rule.signers: not valid against a %s source (the signers are the rule's keys)", KindSigstore)
+	case sigstore && rr.Keys == nil:
+		d.errf(rp, "rule: missing required key %q (required against a %s source: the public keys whose signatures count)", "keys", KindSigstore)
+	case sigstore:
+		d.ruleKeys(r, rp, *rr.Keys)
+	case rr.Keys != nil:
+		d.errf(rp+".keys", "rule.keys: only valid against a %s source", KindSigstore)
 	case rr.Signers != nil:
 		d.signers(r, rp, *rr.Signers, src)
 	case src != nil && src.Kind == KindNotary:
 		r.Signers = []string{"targets/releases", "targets"}
 	}
+	nsigners := max(len(r.Signers), len(r.Keys))
 	r.Threshold = 1
 	if rr.Threshold != nil {
 		t := *rr.Threshold
 		switch {
 		case t < 1:
 			d.errf(rp+".threshold", "rule.threshold: must be at least 1")
-		case len(r.Signers) > 0 && t > int64(len(r.Signers)):
+		case len(r.Keys) > 0 && t > int64(len(r.Keys)):
+			d.errf(rp+".threshold", "rule.threshold: %d is more than the number of keys (%d)", t, len(r.Keys))
+		case nsigners > 0 && t > int64(nsigners):
 			d.errf(rp+".threshold", "rule.threshold: %d is more than the number of signers (%d)", t, len(r.Signers))
 		case t > 1<<16:
 			d.errf(rp+".threshold", "rule.threshold: %d is too large", t)
@@ -583,6 +620,26 @@ func (d *doc) signers(r *Rule, rp string, list []string, src *Source) {
 			seen[s] = true
 		}
 		r.Signers = append(r.Signers, s)
+	}
+}
+
+func (d *doc) ruleKeys(r *Rule, rp string, list []string) {
+	if len(list) == 0 {
+		d.errf(rp+".keys", "rule.keys: must not be empty")
+		return
+	}
+	seen := map[string]bool{}
+	for j, k := range list {
+		ep := index(rp+".keys", j)
+		switch {
+		case k == "":
+			d.errf(ep, "rule.keys: empty path")
+		case seen[d.resolve(k)]:
+			d.errf(ep, "rule.keys: duplicate key file %q", k)
+		default:
+			seen[d.resolve(k)] = true
+			r.Keys = append(r.Keys, &Key{Pos: d.at(ep), Path: d.resolve(k)})
+		}
 	}
 }
 

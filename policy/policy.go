@@ -100,6 +100,10 @@ const (
 const (
 	KindNotary = "notary" // a Notary v1 server (Docker Content Trust)
 	KindTUF    = "tuf"    // a standard TUF repository
+	// KindSigstore is cosign signatures kept in the registry next to the
+	// images (the `sha256-<hex>.sig` tag scheme), checked with the public
+	// keys a rule names (keyed verification; no url or root).
+	KindSigstore = "sigstore"
 )
 
 // Source is a [[source]]: a server holding trust data for some
@@ -107,8 +111,8 @@ const (
 type Source struct {
 	Pos  Position // of the [[source]] header
 	Name string   // unique, matches ^[a-z0-9][a-z0-9._-]*$
-	Kind string   // KindNotary or KindTUF
-	URL  string   // https, or http for a loopback host
+	Kind string   // KindNotary, KindTUF or KindSigstore
+	URL  string   // https, or http for a loopback host ("" for sigstore)
 	// Root is the initial trusted root.json of a tuf source (relative paths
 	// are resolved against the policy file's directory); "" for notary.
 	Root string
@@ -150,7 +154,12 @@ type Rule struct {
 	// (default 1; 1..len(Signers) when Signers is non-empty; 0 unless
 	// verify).
 	Threshold int
-	Mode      Mode // "" = the global mode
+	// Keys are the public keys of a rule against a sigstore source (never
+	// empty for one, nil otherwise), in file order and distinct. Parse
+	// resolves their paths; Load reads them and then sets Signers to their
+	// IDs, so that a digest is signed when Threshold distinct keys signed it.
+	Keys []*Key
+	Mode Mode // "" = the global mode
 
 	anyNS    bool    // Namespaces contains "*"
 	maxScore int     // score of the most specific pattern in Images

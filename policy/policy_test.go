@@ -430,7 +430,7 @@ func TestParseErrors(t *testing.T) {
 		{"source name empty", v1 + strings.Replace(hubSource, `"hub"`, `""`, 1), `p.toml:4:8: source.name: invalid name "" (want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit)`},
 		{"source name leading dash", v1 + strings.Replace(hubSource, `"hub"`, `"-hub"`, 1), `p.toml:4:8: source.name: invalid name "-hub" (want lowercase letters, digits, '.', '_' or '-', starting with a letter or digit)`},
 		{"source name duplicate", v1 + hubSource + hubSource, `p.toml:10:8: source.name: duplicate source name "hub" (first defined at p.toml:3:1)`},
-		{"source kind", v1 + strings.Replace(hubSource, `"notary"`, `"Notary"`, 1), `p.toml:5:8: source.kind: unknown kind "Notary" (want "notary" or "tuf")`},
+		{"source kind", v1 + strings.Replace(hubSource, `"notary"`, `"Notary"`, 1), `p.toml:5:8: source.kind: unknown kind "Notary" (want "notary", "tuf" or "sigstore")`},
 		{"url empty", v1 + strings.Replace(hubSource, `"https://notary.docker.io"`, `""`, 1), `p.toml:6:7: source.url: must not be empty`},
 		{"url not absolute", v1 + strings.Replace(hubSource, `"https://notary.docker.io"`, `"notary.docker.io"`, 1), `p.toml:6:7: source.url: "notary.docker.io" is not an absolute URL (want https://host/...)`},
 		{"url opaque", v1 + strings.Replace(hubSource, `"https://notary.docker.io"`, `"https:notary.docker.io"`, 1), `p.toml:6:7: source.url: "https:notary.docker.io" is not an absolute URL (want https://host/...)`},

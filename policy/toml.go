@@ -66,6 +66,7 @@ type rawRule struct {
 	Source     *string   `toml:"source"`
 	Signers    *[]string `toml:"signers"`
 	Threshold  *int64    `toml:"threshold"`
+	Keys       *[]string `toml:"keys"`
 	Mode       *string   `toml:"mode"`
 }
 

@@ -14,6 +14,8 @@
 #     (`go install`) and a kubelet, built from the wrapper module test/tools/kubelet
 #     (k8s.io/kubernetes pins its staging modules to paths a module download lacks;
 #     the wrapper pins them to their releases): about 4-5 minutes cold on 2 cores.
+#   - cosign (COSIGN_VERSION, `go install`, about 3 minutes cold on 2 cores) for the
+#     sigstore tests, into the same cache;
 #   - tuf-js (TUFJS_VERSION), a second TUF client, from the npm registry with npm into
 #     the same cache as tuf-js-<version>/node_modules (needs nodejs and npm; skipped
 #     with a line saying so when npm is missing).
@@ -48,6 +50,7 @@ runc_version=$RUNC_VERSION
 kubelet_version=$KUBELET_VERSION
 crictl_version=$CRICTL_VERSION
 dockerd_version=$DOCKERD_VERSION
+cosign_version=$COSIGN_VERSION
 tufjs_version=${TUFJS_VERSION:-}
 # Debian packages: runc's seccomp build needs libseccomp-dev, pkg-config and a C
 # toolchain; notary provides notary-server/notary-signer/notary for the Notary v1 tests;
@@ -175,6 +178,17 @@ ensure_dockerd() {
 	report dockerd "$v" "$dir/dockerd" "$state"
 }
 
+ensure_cosign() {
+	local v=$1 dir
+	dir=$(bindir cosign "$v")
+	local state=cached
+	if ! have_all "$dir" cosign; then
+		go_install "$dir" "" "" "github.com/sigstore/cosign/v3/cmd/cosign@$v"
+		state=built
+	fi
+	report cosign "$v" "$dir/cosign" "$state"
+}
+
 ensure_kubelet() {
 	local v=$1 dir mod=$here/tools/kubelet
 	dir=$(bindir kubelet "$v")
@@ -221,6 +235,7 @@ case "${1:-}" in
 	echo "CRICTL_BIN=$(bindir crictl "$crictl_version")"
 	echo "DOCKERD_BIN=$(bindir dockerd "$dockerd_version")"
 	echo "TUFJS_DIR=$cache/tuf-js-$tufjs_version"
+	echo "COSIGN_BIN=$(bindir cosign "$cosign_version")"
 	exit 0
 	;;
 "") ;;
@@ -240,3 +255,4 @@ ensure_crictl "$crictl_version"
 ensure_kubelet "$kubelet_version"
 ensure_dockerd "$dockerd_version"
 ensure_tufjs "$tufjs_version"
+ensure_cosign "$cosign_version"

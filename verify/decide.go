@@ -359,6 +359,10 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	}
 	d.Threshold = threshold
 
+	if si.Kind == policy.KindSigstore {
+		decideSigstore(rt, ref, f, d, signers, threshold)
+		return
+	}
 	if ref.Tag != "" {
 		tv, ok := rt.Tag(ref.Tag)
 		if !ok {
@@ -846,7 +850,9 @@ func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
 		if !ok {
 			continue
 		}
-		if ref.Tag != "" {
+		// A sigstore source signs digests, not tags: every signed digest
+		// of the repository may be the one the facts match.
+		if ref.Tag != "" && ix.Source(r.Source).Kind != policy.KindSigstore {
 			if tv, ok := rt.Tag(ref.Tag); ok {
 				add(tv)
 			}

@@ -351,8 +351,15 @@ func cmdStatus(args []string, stdout, stderr io.Writer) (int, error) {
 		case s.LastError != "":
 			state = "STALE (last sync failed)"
 		}
-		fmt.Fprintf(stdout, "source %s (%s %s): %s\n", s.Source, s.Kind, s.URL, state)
-		if s.Loaded != "" {
+		where := s.Kind
+		if s.URL != "" {
+			where += " " + s.URL
+		}
+		fmt.Fprintf(stdout, "source %s (%s): %s\n", s.Source, where, state)
+		switch {
+		case s.Loaded != "" && s.Kind == policy.KindSigstore: // keyed signatures do not expire
+			fmt.Fprintf(stdout, "  data: %s; %d repositories, %d signed digests\n", s.Loaded, s.Repositories, s.Tags)
+		case s.Loaded != "":
 			fmt.Fprintf(stdout, "  data: %s; %d repositories, %d tags; expires %s (%s)\n", s.Loaded, s.Repositories, s.Tags, s.Expires.UTC().Format(time.RFC3339), s.ExpiresRole)
 		}
 		if !s.LastSuccess.IsZero() {

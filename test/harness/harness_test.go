@@ -55,8 +55,8 @@ func TestToolsScriptAgrees(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\nDOCKERD_BIN=%s\nTUFJS_DIR=%s\n",
-				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl), filepath.Dir(tools.Dockerd), tufjs)
+			want := fmt.Sprintf("CONTAINERD_BIN=%s\nRUNC_BIN=%s\nKUBELET_BIN=%s\nCRICTL_BIN=%s\nDOCKERD_BIN=%s\nTUFJS_DIR=%s\nCOSIGN_BIN=%s\n",
+				filepath.Dir(tools.Containerd), filepath.Dir(tools.Runc), filepath.Dir(tools.Kubelet), filepath.Dir(tools.Crictl), filepath.Dir(tools.Dockerd), tufjs, filepath.Dir(tools.Cosign))
 			if string(out) != want {
 				t.Errorf("tools.sh --paths:\n%s\nharness:\n%s", out, want)
 			}

@@ -15,6 +15,15 @@ import (
 // Containerd reaches it through Options.Registries or Node.AddRegistry.
 func StartRegistry(t TB) string {
 	t.Helper()
+	host, _ := StartStoppableRegistry(t)
+	return host
+}
+
+// StartStoppableRegistry is StartRegistry, and also returns a function
+// that stops the registry before cleanup (a test of decisions with the
+// registry gone); it may be called more than once.
+func StartStoppableRegistry(t TB) (string, func()) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("registry: %v", err)
@@ -27,9 +36,10 @@ func StartRegistry(t TB) string {
 			log.Printf("harness: registry on %s: %v", l.Addr(), err)
 		}
 	}()
-	t.Cleanup(func() {
+	stop := func() {
 		srv.Close()
 		<-done
-	})
-	return l.Addr().String()
+	}
+	t.Cleanup(stop)
+	return l.Addr().String(), stop
 }

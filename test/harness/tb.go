@@ -84,6 +84,15 @@ func CrictlPrereqs(t TB) {
 	requireInstalled(t, "crictl "+tools.Versions.Crictl, err, tools.Crictl)
 }
 
+// CosignPrereqs checks that test/tools.sh built the pinned cosign CLI
+// (COSIGN_VERSION), and skips the test or fails it under CI=true as
+// Prereqs does. Tests that sign with cosign call it after Prereqs.
+func CosignPrereqs(t TB) {
+	t.Helper()
+	tools, err := FindTools()
+	requireInstalled(t, "cosign "+tools.Versions.Cosign, err, tools.Cosign)
+}
+
 // DockerdPrereqs checks that test/tools.sh built the pinned dockerd
 // (DOCKERD_VERSION), and skips the test or fails it under CI=true as
 // Prereqs does. Tests that run dockerd call it after Prereqs.

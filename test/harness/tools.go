@@ -34,6 +34,9 @@ type Versions struct {
 	Dockerd string
 	// TUFJS is the npm version of tuf-js, e.g. 4.1.0 ("" when not pinned).
 	TUFJS string
+	// Cosign is the cosign CLI the sigstore tests sign with, e.g. v3.1.3
+	// ("" when not pinned).
+	Cosign string
 }
 
 // releaseVersion is what a pinned version must look like: it names a
@@ -75,9 +78,13 @@ func parseVersions(path string, b []byte, override string) (Versions, error) {
 		Crictl:     vars["CRICTL_VERSION"],
 		Dockerd:    vars["DOCKERD_VERSION"],
 		TUFJS:      vars["TUFJS_VERSION"],
+		Cosign:     vars["COSIGN_VERSION"],
 	}
 	if v.TUFJS != "" && !npmVersion.MatchString(v.TUFJS) {
 		return Versions{}, fmt.Errorf("%s: TUFJS_VERSION %q: want an npm release such as 4.1.0", path, v.TUFJS)
+	}
+	if v.Cosign != "" && !releaseVersion.MatchString(v.Cosign) {
+		return Versions{}, fmt.Errorf("%s: COSIGN_VERSION %q: want a release such as v3.1.3", path, v.Cosign)
 	}
 	if v.Containerd == "" || v.Runc == "" || v.Kubelet == "" || v.Crictl == "" || v.Dockerd == "" {
 		return Versions{}, fmt.Errorf("%s: CONTAINERD_VERSION, RUNC_VERSION, KUBELET_VERSION, CRICTL_VERSION and DOCKERD_VERSION must all be set", path)
@@ -159,6 +166,7 @@ type Tools struct {
 	Kubelet    string // kubelet (KubeletPrereqs checks it)
 	Crictl     string // crictl (CrictlPrereqs checks it)
 	Dockerd    string // dockerd (DockerdPrereqs checks it)
+	Cosign     string // cosign (CosignPrereqs checks it)
 }
 
 // FindTools returns where test/tools.sh puts the pinned tools, with the
@@ -192,7 +200,7 @@ func FindToolsFor(containerd string) (Tools, error) {
 	for _, b := range []struct {
 		path          *string
 		name, version string
-	}{{&tools.Runc, "runc", v.Runc}, {&tools.Kubelet, "kubelet", v.Kubelet}, {&tools.Crictl, "crictl", v.Crictl}, {&tools.Dockerd, "dockerd", v.Dockerd}} {
+	}{{&tools.Runc, "runc", v.Runc}, {&tools.Kubelet, "kubelet", v.Kubelet}, {&tools.Crictl, "crictl", v.Crictl}, {&tools.Dockerd, "dockerd", v.Dockerd}, {&tools.Cosign, "cosign", v.Cosign}} {
 		dir, err := ToolBinDir(b.name, b.version)
 		if err != nil {
 			return Tools{}, err

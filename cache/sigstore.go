@@ -1,0 +1,529 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/policy"
+	"github.com/trustd/trustd/verify"
+)
+
+// Cosign's tag scheme: the signatures of image digest sha256:<hex> are the
+// layers of the image tagged sha256-<hex>.sig in the same repository, each a
+// simple-signing payload with its base64 signature in an annotation.
+const (
+	CosignPayloadMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
+	CosignSignatureAnn     = "dev.cosignproject.cosign/signature"
+	cosignPayloadType      = "cosign container image signature"
+)
+
+// Bounds on what one repository's signatures may cost.
+const (
+	maxSigTags       = 1024     // signature tags read per repository and round
+	maxSigManifest   = 1 << 20  // bytes of one signature manifest
+	maxSigLayers     = 64       // signatures in one signature manifest
+	maxSigPayload    = 64 << 10 // bytes of one payload
+	maxSigsPerRepo   = 8192     // verified signatures kept per repository
+	maxSigstoreRepos = 4096     // repositories kept in sync
+	sigstoreTimeout  = 60 * time.Second
+)
+
+var sigTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})\.sig$`)
+
+// SigstoreKey is a public key a rule against a sigstore source names.
+type SigstoreKey struct {
+	ID     string // policy.Key.ID
+	Public crypto.PublicKey
+}
+
+// SigstoreSignature is one verified cosign signature, as cached: enough to
+// verify it again offline (Load does) and nothing that was not verified.
+type SigstoreSignature struct {
+	Digest    digest.Digest `json:"digest"`    // the image digest signed
+	Key       string        `json:"key"`       // the ID of the key that signed it
+	Payload   []byte        `json:"payload"`   // the simple-signing payload (base64 in JSON)
+	Signature []byte        `json:"signature"` // the signature over it
+}
+
+// SigstoreBundle is the cached signatures of one repository.
+type SigstoreBundle struct {
+	Repository string              `json:"repository"`
+	Signatures []SigstoreSignature `json:"signatures"`
+}
+
+// SigstoreSource is a `kind = "sigstore"` source with keyed verification:
+// cosign signatures in the tag scheme (<repo>:sha256-<hex>.sig), fetched
+// from the registries for the repositories it covers that are wanted (the
+// images the node has) or pulled, verified with the keys the policy's rules
+// name, and cached per repository as verified signatures only. Signatures
+// are only ever added: a registry that stops serving one, or serves another
+// manifest, does not remove what verified. Methods are safe for concurrent
+// use.
+type SigstoreSource struct {
+	SourceName   string
+	Dir          string
+	Repositories []policy.Pattern
+	Keys         []SigstoreKey
+	// Options are added to the registry calls (tests: a transport).
+	Options []remote.Option
+
+	mu     sync.Mutex
+	repos  map[string]*SigstoreBundle
+	wanted map[string]bool
+	locks  sync.Map // repository -> *sync.Mutex: one fetch of a repository at a time
+}
+
+// Name implements Source.
+func (s *SigstoreSource) Name() string { return s.SourceName }
+
+// Kind implements Source.
+func (s *SigstoreSource) Kind() string { return policy.KindSigstore }
+
+// Covers reports whether the source covers repo per its repositories.
+func (s *SigstoreSource) Covers(repo string) bool {
+	return slices.ContainsFunc(s.Repositories, func(p policy.Pattern) bool { return p.Match(repo) })
+}
+
+// Want adds repositories to keep in sync (those the source covers).
+func (s *SigstoreSource) Want(repos ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.wanted == nil {
+		s.wanted = map[string]bool{}
+	}
+	for _, r := range repos {
+		if s.Covers(r) && len(s.wanted) < maxSigstoreRepos {
+			s.wanted[r] = true
+		}
+	}
+}
+
+// PullDiscovered implements RepositorySource: pulled repositories are
+// kept in sync only when they have signatures.
+func (s *SigstoreSource) PullDiscovered(time.Time) int { return 0 }
+
+func (s *SigstoreSource) bundlePath(repo string) string {
+	return filepath.Join(s.Dir, "sigstore", url.PathEscape(repo)+".json")
+}
+
+func (s *SigstoreSource) key(id string) crypto.PublicKey {
+	for _, k := range s.Keys {
+		if k.ID == id {
+			return k.Public
+		}
+	}
+	return nil
+}
+
+// Load verifies every cached repository's signatures again, offline, with
+// the keys the policy names now (signatures by keys no rule names any
+// more are dropped from the index), and returns the index. A bundle that
+// does not parse, or holds a signature that does not verify, is moved
+// aside and reported.
+func (s *SigstoreSource) Load() (*verify.SourceIndex, error) {
+	repos := map[string]*SigstoreBundle{}
+	var errs []error
+	entries, err := os.ReadDir(filepath.Join(s.Dir, "sigstore"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !strings.HasSuffix(n, ".json") {
+			continue
+		}
+		repo, err := url.PathUnescape(strings.TrimSuffix(n, ".json"))
+		if err != nil {
+			continue
+		}
+		b, err := s.readBundle(repo)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("cached signatures of %s failed verification (%s): %w", repo, moveAside(s.bundlePath(repo)), err))
+			continue
+		}
+		repos[repo] = b
+	}
+	s.mu.Lock()
+	s.repos = repos
+	s.mu.Unlock()
+	return s.Index(), errors.Join(errs...)
+}
+
+func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
+	data, err := readFileLimit(s.bundlePath(repo), maxSigsPerRepo*(2*maxSigPayload))
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var b SigstoreBundle
+	if err := dec.Decode(&b); err != nil {
+		return nil, fmt.Errorf("parse: %w", err)
+	}
+	if b.Repository != repo {
+		return nil, fmt.Errorf("bundle names repository %q", b.Repository)
+	}
+	kept := b.Signatures[:0]
+	for _, sig := range b.Signatures {
+		pub := s.key(sig.Key)
+		if pub == nil {
+			continue // a key no rule names now
+		}
+		if err := verifyCosign(pub, repo, sig.Digest, sig.Payload, sig.Signature); err != nil {
+			return nil, fmt.Errorf("signature of %s by key %s: %w", sig.Digest, sig.Key, err)
+		}
+		kept = append(kept, sig)
+	}
+	b.Signatures = kept
+	return &b, nil
+}
+
+// Index returns the source's current index: per repository, each signed
+// digest under verify.SigstoreTag, with the IDs of the keys that signed it.
+func (s *SigstoreSource) Index() *verify.SourceIndex {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	repos := map[string]*verify.Repo{}
+	for name, b := range s.repos {
+		if len(b.Signatures) == 0 {
+			continue
+		}
+		r := &verify.Repo{Source: s.SourceName, Name: name, Tags: map[string]verify.RoleTargets{}}
+		for _, sig := range b.Signatures {
+			tag := verify.SigstoreTag(sig.Digest)
+			if r.Tags[tag] == nil {
+				r.Tags[tag] = verify.RoleTargets{}
+			}
+			r.Tags[tag][sig.Key] = verify.Target{Digest: sig.Digest}
+		}
+		repos[name] = r
+	}
+	si := verify.NewSourceIndex(s.SourceName, policy.KindSigstore, repos)
+	si.Version, si.Updated = fmt.Sprintf("%d repositories, %d signed digests", si.NumRepos(), si.NumTags()), time.Now()
+	return si
+}
+
+// Sync fetches the signatures of every wanted repository (and of those
+// already cached), verifies them and caches what verified. A repository
+// that fails keeps its cached signatures; the error names it.
+func (s *SigstoreSource) Sync(ctx context.Context, now time.Time) (*SyncResult, error) {
+	s.mu.Lock()
+	set := map[string]bool{}
+	for r := range s.wanted {
+		set[r] = true
+	}
+	for r := range s.repos {
+		set[r] = true
+	}
+	s.mu.Unlock()
+	repos := make([]string, 0, len(set))
+	for r := range set {
+		repos = append(repos, r)
+	}
+	sort.Strings(repos)
+	res := &SyncResult{Source: s.SourceName}
+	var errs []error
+	added, unreachable := 0, 0
+	for _, r := range repos {
+		n, err := s.SyncRepo(ctx, r)
+		added += n
+		if err != nil {
+			if errors.Is(err, ErrUnreachable) {
+				unreachable++
+			}
+			errs = append(errs, err)
+		}
+	}
+	res.Index = s.Index()
+	res.Changed = added > 0
+	res.Summary = fmt.Sprintf("%d repositories, %d new signatures", len(repos), added)
+	err := errors.Join(errs...)
+	if err != nil {
+		res.Error = err.Error()
+		res.Unreachable = unreachable > 0 && unreachable == len(errs)
+		if len(errs) > 1 {
+			err = fmt.Errorf("%d repositories failed (first: %w)", len(errs), errs[0])
+		}
+		return res, err
+	}
+	res.OK = true
+	return res, nil
+}
+
+// SyncPulled fetches repo's signatures now, for a pull; a repository with
+// signatures is then kept in sync. It fails only when nothing new could be
+// read because the registry could not be reached: a signature that did not
+// verify is one more unsigned digest, which the decision then explains
+// (the next Sync reports it).
+func (s *SigstoreSource) SyncPulled(ctx context.Context, repo string, _ time.Time) error {
+	n, err := s.SyncRepo(ctx, repo)
+	if n == 0 && errors.Is(err, ErrUnreachable) {
+		return err
+	}
+	return nil
+}
+
+// SyncRepo fetches, verifies and caches the signatures of one repository
+// and returns how many new ones verified. Signatures that do not verify
+// are skipped (the error names the first); nothing unverified is written.
+func (s *SigstoreSource) SyncRepo(ctx context.Context, repo string) (int, error) {
+	if !s.Covers(repo) {
+		return 0, fmt.Errorf("source %q does not cover %s", s.SourceName, repo)
+	}
+	l, _ := s.locks.LoadOrStore(repo, &sync.Mutex{})
+	l.(*sync.Mutex).Lock()
+	defer l.(*sync.Mutex).Unlock()
+	ctx, cancel := context.WithTimeout(ctx, sigstoreTimeout)
+	defer cancel()
+
+	found, ferr := s.fetch(ctx, repo)
+	s.mu.Lock()
+	old := s.repos[repo]
+	s.mu.Unlock()
+	merged := &SigstoreBundle{Repository: repo}
+	if old != nil {
+		merged.Signatures = slices.Clone(old.Signatures)
+	}
+	added := 0
+	for _, sig := range found {
+		if len(merged.Signatures) >= maxSigsPerRepo {
+			break
+		}
+		if !slices.ContainsFunc(merged.Signatures, func(x SigstoreSignature) bool { return x.Digest == sig.Digest && x.Key == sig.Key }) {
+			merged.Signatures = append(merged.Signatures, sig)
+			added++
+		}
+	}
+	if added == 0 {
+		return 0, ferr
+	}
+	if err := s.writeBundle(merged); err != nil {
+		return 0, errors.Join(ferr, fmt.Errorf("write signatures of %s: %w", repo, err))
+	}
+	s.mu.Lock()
+	if s.repos == nil {
+		s.repos = map[string]*SigstoreBundle{}
+	}
+	s.repos[repo] = merged
+	s.mu.Unlock()
+	return added, ferr
+}
+
+func (s *SigstoreSource) writeBundle(b *SigstoreBundle) error {
+	p := s.bundlePath(b.Repository)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(b)
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(p, data, 0o600)
+}
+
+// fetch lists repo's signature tags and returns the signatures that
+// verified with a configured key; the error reports the first problem
+// (unreachable registry, a signature that did not verify).
+func (s *SigstoreSource) fetch(ctx context.Context, repo string) ([]SigstoreSignature, error) {
+	r, err := name.NewRepository(repo, name.StrictValidation)
+	if err != nil {
+		return nil, fmt.Errorf("signatures of %s: %w", repo, err)
+	}
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuth(authn.Anonymous), remote.WithUserAgent("trustd")}, s.Options...)
+	tags, err := remote.List(r, opts...)
+	if err != nil {
+		var te *transport.Error
+		if errors.As(err, &te) && te.StatusCode == 404 {
+			return nil, nil // no repository, no signatures
+		}
+		return nil, fmt.Errorf("signatures of %s: list tags: %w: %w", repo, ErrUnreachable, err)
+	}
+	var out []SigstoreSignature
+	var problems []error
+	n := 0
+	for _, tag := range tags {
+		m := sigTagRE.FindStringSubmatch(tag)
+		if m == nil {
+			continue
+		}
+		if n++; n > maxSigTags {
+			problems = append(problems, fmt.Errorf("signatures of %s: more than %d signature tags; the rest are not read", repo, maxSigTags))
+			break
+		}
+		d := digest.NewDigestFromEncoded(digest.SHA256, m[1])
+		sigs, err := s.fetchSigs(r.Tag(tag), repo, d, opts)
+		out = append(out, sigs...)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("signatures of %s@%s: %w", repo, d, err))
+		}
+	}
+	return out, errors.Join(problems...)
+}
+
+// fetchSigs reads one signature manifest and returns the signatures in it
+// that verify, for digest d of repo, with a configured key.
+func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, opts []remote.Option) ([]SigstoreSignature, error) {
+	desc, err := remote.Get(tag, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	if len(desc.Manifest) > maxSigManifest {
+		return nil, fmt.Errorf("signature manifest: %w", ErrTooLarge)
+	}
+	var mf v1.Manifest
+	if err := json.Unmarshal(desc.Manifest, &mf); err != nil {
+		return nil, fmt.Errorf("signature manifest: %w", err)
+	}
+	if len(mf.Layers) > maxSigLayers {
+		return nil, fmt.Errorf("signature manifest has %d layers (at most %d are read)", len(mf.Layers), maxSigLayers)
+	}
+	var out []SigstoreSignature
+	var problems []error
+	for _, l := range mf.Layers {
+		b64, ok := l.Annotations[CosignSignatureAnn]
+		if string(l.MediaType) != CosignPayloadMediaType || !ok {
+			continue
+		}
+		if l.Size <= 0 || l.Size > maxSigPayload {
+			problems = append(problems, fmt.Errorf("payload %s: size %d", l.Digest, l.Size))
+			continue
+		}
+		sig, err := base64.StdEncoding.DecodeString(b64)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("payload %s: signature annotation: %w", l.Digest, err))
+			continue
+		}
+		payload, err := fetchBlob(tag.Context(), l, opts)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("payload %s: %w", l.Digest, err))
+			continue
+		}
+		for _, k := range s.Keys {
+			err := verifyCosign(k.Public, repo, d, payload, sig)
+			switch {
+			case err == nil:
+				out = append(out, SigstoreSignature{Digest: d, Key: k.ID, Payload: payload, Signature: sig})
+			case errors.Is(err, errPayload):
+				// Signed by a configured key, but not for this image
+				// (a replayed or misplaced signature): refused, and said.
+				problems = append(problems, fmt.Errorf("payload %s, signed by key %s: %w", l.Digest, k.ID, err))
+			}
+		}
+	}
+	return out, errors.Join(problems...)
+}
+
+func fetchBlob(repo name.Repository, l v1.Descriptor, opts []remote.Option) ([]byte, error) {
+	layer, err := remote.Layer(repo.Digest(l.Digest.String()), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, maxSigPayload+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) != l.Size {
+		return nil, fmt.Errorf("the registry served %d bytes, the manifest says %d", len(b), l.Size)
+	}
+	if sum := sha256.Sum256(b); l.Digest.Algorithm != "sha256" || fmt.Sprintf("%x", sum) != l.Digest.Hex {
+		return nil, errors.New("the registry served other bytes")
+	}
+	return b, nil
+}
+
+// errPayload marks a signature that verified over a payload that is not
+// about the image it was fetched for.
+var errPayload = errors.New("payload does not sign this image")
+
+// simpleSigning is the part of cosign's simple-signing payload trustd reads.
+type simpleSigning struct {
+	Critical struct {
+		Identity struct {
+			DockerReference string `json:"docker-reference"`
+		} `json:"identity"`
+		Image struct {
+			DockerManifestDigest string `json:"docker-manifest-digest"`
+		} `json:"image"`
+		Type string `json:"type"`
+	} `json:"critical"`
+}
+
+// verifyCosign checks a cosign signature: sig is pub's signature of
+// payload (ECDSA: ASN.1 over SHA-256 of the payload; Ed25519: over the
+// payload), and the payload is a simple-signing document for digest d of
+// repository repo. It is pure.
+func verifyCosign(pub crypto.PublicKey, repo string, d digest.Digest, payload, sig []byte) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		h := sha256.Sum256(payload)
+		if !ecdsa.VerifyASN1(k, h[:], sig) {
+			return errors.New("signature does not verify")
+		}
+	case ed25519.PublicKey:
+		if !ed25519.Verify(k, payload, sig) {
+			return errors.New("signature does not verify")
+		}
+	default:
+		return fmt.Errorf("unsupported key type %T", pub)
+	}
+	var ss simpleSigning
+	if err := json.Unmarshal(payload, &ss); err != nil {
+		return fmt.Errorf("%w: %w", errPayload, err)
+	}
+	c := &ss.Critical
+	if c.Type != cosignPayloadType {
+		return fmt.Errorf("%w: type %q", errPayload, c.Type)
+	}
+	if c.Image.DockerManifestDigest != string(d) {
+		return fmt.Errorf("%w: it signs digest %q, not %s", errPayload, c.Image.DockerManifestDigest, d)
+	}
+	if got := referenceRepo(c.Identity.DockerReference); got != repo {
+		return fmt.Errorf("%w: it names repository %q, not %s", errPayload, c.Identity.DockerReference, repo)
+	}
+	return nil
+}
+
+// referenceRepo returns the normalised repository of a payload's
+// docker-reference ("" when it does not parse).
+func referenceRepo(ref string) string {
+	r, err := policy.ParseRef(ref)
+	if err != nil {
+		return ""
+	}
+	if rest, ok := strings.CutPrefix(r.Repo, "index.docker.io/"); ok {
+		return "docker.io/" + rest
+	}
+	return r.Repo
+}
+
+var _ RepositorySource = (*SigstoreSource)(nil)

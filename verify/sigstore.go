@@ -1,0 +1,98 @@
+package verify
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/policy"
+)
+
+// SigstoreTag is the name under which a sigstore source's index holds the
+// signatures of digest d: cosign's tag for them without ".sig"
+// ("sha256-<hex>"). Its roles are the IDs of the keys that signed d (each
+// Target's digest is d).
+func SigstoreTag(d digest.Digest) string {
+	return d.Algorithm().String() + "-" + d.Encoded()
+}
+
+// decideSigstore judges an image against a sigstore source, which signs
+// digests, not tags: the digest being judged (the requested one, the
+// image's, or its config through the content of a signed digest) must be
+// signed by threshold distinct keys among signers (the rule's key IDs).
+// A tag in the reference binds nothing and is ignored.
+func decideSigstore(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
+	if len(signers) == 0 {
+		// Only a policy read by policy.Load has its keys: never "any key".
+		d.Reason = "the rule's keys have not been read (the policy was not loaded with its key files)"
+		return
+	}
+	if ref.Digest == "" && f.Digest == "" && f.ConfigDigest == "" {
+		d.Reason = fmt.Sprintf("the digest of %s is not known, and cosign signs digests, not tags: judge it by digest", ref.String())
+		return
+	}
+	byDigest := *ref
+	byDigest.Tag = ""
+	if decideByDigest(rt, &byDigest, f, d, signers, threshold) {
+		how, _, _ := strings.Cut(d.Reason, ": ")
+		d.Reason = fmt.Sprintf("%s: %s@%s is signed by %s", how, ref.Repo, d.SignedDigest, describeKeyList(d.Signers))
+		return
+	}
+	sigstoreNotSigned(rt, &byDigest, f, d, signers, threshold)
+}
+
+// sigstoreNotSigned is the reason of a denial by a sigstore source: the
+// digest judged, the keys the rule wants, and the keys that did sign it.
+//
+//go:noinline
+func sigstoreNotSigned(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
+	what, x := "digest", f.Digest
+	switch {
+	case ref.Digest != "":
+		what, x = "requested digest", ref.Digest
+	case f.ConfigDigest != "" && f.Digest == "":
+		what, x = "image config", f.ConfigDigest
+	}
+	var by []string
+	add := func(tv TagView) bool {
+		for _, k := range tv.Roles() {
+			if !slices.Contains(by, k) {
+				by = append(by, k)
+			}
+		}
+		return true
+	}
+	rt.TagsSignedAs(x, add)
+	for sd, covered := range f.Covers {
+		if slices.Contains(covered, x) {
+			rt.TagsSignedAs(sd, add)
+		}
+	}
+	d.Reason = fmt.Sprintf("%s %s of %s is not signed by %s", what, x, ref.Repo, describeKeys(signers, threshold))
+	switch {
+	case len(by) > 0:
+		slices.Sort(by)
+		d.Reason += fmt.Sprintf(" (signed only by %s)", describeKeyList(by))
+	case what == "image config" && len(f.Covers) == 0 && rt.NumTags() > 0:
+		d.Reason += " (no signed manifest's content is known to cover it: pull the signed image once)"
+	}
+}
+
+func describeKeys(ids []string, threshold int) string {
+	if threshold > 1 {
+		return fmt.Sprintf("%d of the keys [%s]", threshold, strings.Join(ids, ", "))
+	}
+	if len(ids) == 1 {
+		return "key " + ids[0]
+	}
+	return fmt.Sprintf("any of the keys [%s]", strings.Join(ids, ", "))
+}
+
+func describeKeyList(ids []string) string {
+	if len(ids) == 1 {
+		return "key " + ids[0]
+	}
+	return "keys " + strings.Join(ids, ", ")
+}

@@ -1,0 +1,159 @@
+package verify
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/policy"
+)
+
+// sigstorePolicy loads a policy with a sigstore source and two rules: one
+// key (apps), and two of two keys (team). It returns the policy and the
+// key IDs.
+func sigstorePolicy(t *testing.T) (*policy.Policy, string, string) {
+	t.Helper()
+	dir := t.TempDir()
+	var ids []string
+	for _, name := range []string{"a.pub", "b.pub"} {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
+		data := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, id, err := policy.ParsePublicKey(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	doc := `version = 1
+[[source]]
+name = "cosign"
+kind = "sigstore"
+repositories = ["registry.corp.example/**"]
+
+[[rule]]
+images = ["registry.corp.example/apps/**"]
+action = "verify"
+source = "cosign"
+keys = ["a.pub"]
+
+[[rule]]
+images = ["registry.corp.example/team/**"]
+action = "verify"
+source = "cosign"
+keys = ["a.pub", "b.pub"]
+threshold = 2
+`
+	path := filepath.Join(dir, "policy.toml")
+	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, ids[0], ids[1]
+}
+
+func sigstoreRepo(name string, signed map[digest.Digest][]string) *Repo {
+	r := &Repo{Source: "cosign", Name: name, Tags: map[string]RoleTargets{}}
+	for d, keys := range signed {
+		rt := RoleTargets{}
+		for _, k := range keys {
+			rt[k] = Target{Digest: d}
+		}
+		r.Tags[SigstoreTag(d)] = rt
+	}
+	return r
+}
+
+// TestDecideSigstore: against a sigstore source, the digest judged (never
+// the tag) must be signed by threshold distinct keys of the rule; reasons
+// name the keys.
+func TestDecideSigstore(t *testing.T) {
+	p, a, b := sigstorePolicy(t)
+	other := "0123456789abcdef" // a key no rule names
+	ix := NewIndex(NewSourceIndex("cosign", policy.KindSigstore, map[string]*Repo{
+		"registry.corp.example/apps/web": sigstoreRepo("registry.corp.example/apps/web", map[digest.Digest][]string{
+			dg("web-signed"): {a},
+			dg("web-other"):  {other},
+			dg("web-index"):  {a},
+		}),
+		"registry.corp.example/team/api": sigstoreRepo("registry.corp.example/team/api", map[digest.Digest][]string{
+			dg("api-both"): {a, b},
+			dg("api-one"):  {b},
+		}),
+	}))
+	now := time.Now()
+	tests := []struct {
+		name    string
+		f       Facts
+		allowed bool
+		reason  string
+	}{
+		{"signed digest, any tag", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/web:whatever", Digest: dg("web-signed")}, true,
+			"digest matches: registry.corp.example/apps/web@" + string(dg("web-signed")) + " is signed by key " + a},
+		{"by digest", Facts{Image: "registry.corp.example/apps/web@" + string(dg("web-signed"))}, true, "is signed by key " + a},
+		{"unsigned digest", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/web:1", Digest: dg("web-unsigned")}, false,
+			"digest " + string(dg("web-unsigned")) + " of registry.corp.example/apps/web is not signed by key " + a},
+		{"signed by another key", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/web:1", Digest: dg("web-other")}, false,
+			"is not signed by key " + a + " (signed only by key " + other + ")"},
+		{"signature for another digest", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/web@" + string(dg("web-unsigned")), Digest: dg("web-unsigned")}, false,
+			"requested digest " + string(dg("web-unsigned")) + " of registry.corp.example/apps/web is not signed by key " + a},
+		{"tag without digest", Facts{Image: "registry.corp.example/apps/web:1"}, false, "cosign signs digests, not tags"},
+		{"config covered by a signed index", Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.corp.example/apps/web:1", ConfigDigest: dg("cfg"),
+			Covers: map[digest.Digest][]digest.Digest{dg("web-index"): {dg("platform"), dg("cfg")}}}, true, "image config " + string(dg("cfg")) + " matches"},
+		{"config not covered", Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.corp.example/apps/web:1", ConfigDigest: dg("cfg2")}, false,
+			"image config " + string(dg("cfg2")) + " of registry.corp.example/apps/web is not signed by key " + a + " (no signed manifest's content"},
+		{"threshold met", Facts{Subject: SubjectPull, Image: "registry.corp.example/team/api:1", Digest: dg("api-both")}, true, "is signed by keys "},
+		{"threshold not met", Facts{Subject: SubjectPull, Image: "registry.corp.example/team/api:1", Digest: dg("api-one")}, false,
+			"is not signed by 2 of the keys [" + a + ", " + b + "] (signed only by key " + b + ")"},
+		{"repository without signatures", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/none:1", Digest: dg("x")}, false, "is not signed: source \"cosign\" has no trust data"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(p, ix, tt.f, now)
+			if d.Allowed != tt.allowed || !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("allowed %v, reason %q; want %v, containing %q", d.Allowed, d.Reason, tt.allowed, tt.reason)
+			}
+		})
+	}
+
+	// A policy parsed without its keys (Parse, not Load) allows nothing.
+	np, err := policy.Parse(p.File, []byte(strings.ReplaceAll(`version = 1
+[[source]]
+name = "cosign"
+kind = "sigstore"
+repositories = ["registry.corp.example/**"]
+[[rule]]
+images = ["**"]
+action = "verify"
+source = "cosign"
+keys = ["a.pub"]
+`, "\t", "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Decide(np, ix, Facts{Image: "registry.corp.example/apps/web@" + string(dg("web-signed"))}, now); d.Allowed || !strings.Contains(d.Reason, "keys have not been read") {
+		t.Errorf("keys not read: allowed %v, %s", d.Allowed, d.Reason)
+	}
+
+	// The content lookups a config-only decision needs include every signed
+	// digest of the repository, whatever the tag.
+	need := Needed(p, ix, Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.corp.example/apps/web:1", ConfigDigest: dg("cfg")})
+	if len(need) != 3 {
+		t.Errorf("Needed = %v, want the 3 signed digests", need)
+	}
+}
