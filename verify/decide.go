@@ -548,20 +548,14 @@ func decideByDigest(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers
 		// tag's, at most maxNeeded of them (as Needed bounds them).
 		asked := map[digest.Digest]bool{}
 		for i := 0; i < rt.NumTags() && len(asked) < maxNeeded; i++ {
-			tv := rt.TagAt(i)
-			for j := 0; j < tv.NumSigs() && len(asked) < maxNeeded; j++ {
-				_, t := tv.Sig(j)
-				if asked[t.Digest] {
-					continue
+			eachNewSignedDigest(rt.TagAt(i), asked, func(sd digest.Digest) {
+				if _, inMap := f.Covers[sd]; inMap {
+					return // judged above
 				}
-				asked[t.Digest] = true
-				if _, inMap := f.Covers[t.Digest]; inMap {
-					continue
+				if covered, ok := f.coverage(sd); ok && coversWanted(covered) {
+					collect(sd)
 				}
-				if covered, ok := f.coverage(t.Digest); ok && coversWanted(covered) {
-					collect(t.Digest)
-				}
-			}
+			})
 		}
 	}
 	if len(cands) == 0 {
@@ -808,6 +802,19 @@ func SortDigests(ds []digest.Digest) []digest.Digest {
 // maxNeeded bounds how many signed digests one decision resolves.
 const maxNeeded = 256
 
+// eachNewSignedDigest calls fn with each digest signed under tv that seen
+// does not hold yet, adding it to seen, while seen holds fewer than
+// maxNeeded: the bounded walk of a repository's signed digests that
+// Needed and a digest-only decision's content lookups share.
+func eachNewSignedDigest(tv TagView, seen map[digest.Digest]bool, fn func(digest.Digest)) {
+	for i := 0; i < tv.NumSigs() && len(seen) < maxNeeded; i++ {
+		if _, t := tv.Sig(i); !seen[t.Digest] {
+			seen[t.Digest] = true
+			fn(t.Digest)
+		}
+	}
+}
+
 // Needed returns the signed digests whose coverage (Facts.Covers) Decide
 // may consult for these facts (for a caller that resolves content before
 // deciding instead of giving Decide a Facts.Content): the digests signed for the requested tag,
@@ -834,13 +841,7 @@ func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
 	seen := map[digest.Digest]bool{}
 	var out []digest.Digest
 	add := func(tv TagView) {
-		for i := 0; i < tv.NumSigs(); i++ {
-			_, t := tv.Sig(i)
-			if !seen[t.Digest] && len(out) < maxNeeded {
-				seen[t.Digest] = true
-				out = append(out, t.Digest)
-			}
-		}
+		eachNewSignedDigest(tv, seen, func(d digest.Digest) { out = append(out, d) })
 	}
 	for _, r := range rules {
 		if r.Action != policy.ActionVerify {
@@ -858,7 +859,7 @@ func Needed(p *policy.Policy, ix *Index, f Facts) []digest.Digest {
 			}
 			continue
 		}
-		for i := 0; i < rt.NumTags() && len(out) < maxNeeded; i++ {
+		for i := 0; i < rt.NumTags() && len(seen) < maxNeeded; i++ {
 			add(rt.TagAt(i))
 		}
 	}
