@@ -161,10 +161,7 @@ func (e *Engine) Record(f verify.Facts, d verify.Decision, c Context, took time.
 // Evaluate is Decide without the record of it: the caller records the
 // decision it returns (Record), once.
 func (e *Engine) Evaluate(ctx context.Context, f verify.Facts) verify.Decision {
-	now := time.Now()
-	if e.Now != nil {
-		now = e.Now()
-	}
+	now := e.now()
 	s := e.snap.Load()
 	if s == nil {
 		return verify.Decide(nil, nil, f, now)
