@@ -3,9 +3,6 @@ package cache
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
@@ -29,17 +26,9 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/trustd/trustd/cache/cosign"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
-)
-
-// Cosign's tag scheme: the signatures of image digest sha256:<hex> are the
-// layers of the image tagged sha256-<hex>.sig in the same repository, each a
-// simple-signing payload with its base64 signature in an annotation.
-const (
-	CosignPayloadMediaType = "application/vnd.dev.cosign.simplesigning.v1+json"
-	CosignSignatureAnn     = "dev.cosignproject.cosign/signature"
-	cosignPayloadType      = "cosign container image signature"
 )
 
 // Bounds on what one repository's signatures may cost.
@@ -55,19 +44,14 @@ const (
 
 var sigTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})\.sig$`)
 
-// SigstoreKey is a public key a rule against a sigstore source names.
-type SigstoreKey struct {
-	ID     string // policy.Key.ID
-	Public crypto.PublicKey
-}
-
 // SigstoreSignature is one verified cosign signature, as cached: enough to
 // verify it again offline (Load does) and nothing that was not verified.
 type SigstoreSignature struct {
-	Digest    digest.Digest `json:"digest"`    // the image digest signed
-	Key       string        `json:"key"`       // the ID of the key that signed it
-	Payload   []byte        `json:"payload"`   // the simple-signing payload (base64 in JSON)
-	Signature []byte        `json:"signature"` // the signature over it
+	Digest digest.Digest `json:"digest"` // the image digest signed
+	// Signer is who signed (cosign.Result.Signer): a key's ID, or a
+	// keyless certificate's identity.
+	Signer string `json:"key"`
+	cosign.Artifact
 }
 
 // SigstoreBundle is the cached signatures of one repository.
@@ -88,7 +72,9 @@ type SigstoreSource struct {
 	SourceName   string
 	Dir          string
 	Repositories []policy.Pattern
-	Keys         []SigstoreKey
+	// Verifier holds the keys and identities the policy's rules against
+	// the source name, and the trusted root for keyless signatures.
+	Verifier *cosign.Verifier
 	// Options are added to the registry calls (tests: a transport).
 	Options []remote.Option
 
@@ -129,15 +115,6 @@ func (s *SigstoreSource) PullDiscovered(time.Time) int { return 0 }
 
 func (s *SigstoreSource) bundlePath(repo string) string {
 	return filepath.Join(s.Dir, "sigstore", url.PathEscape(repo)+".json")
-}
-
-func (s *SigstoreSource) key(id string) crypto.PublicKey {
-	for _, k := range s.Keys {
-		if k.ID == id {
-			return k.Public
-		}
-	}
-	return nil
 }
 
 // Load verifies every cached repository's signatures again, offline, with
@@ -190,13 +167,14 @@ func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
 	}
 	kept := b.Signatures[:0]
 	for _, sig := range b.Signatures {
-		pub := s.key(sig.Key)
-		if pub == nil {
-			continue // a key no rule names now
+		res, err := s.Verifier.Verify(&sig.Artifact, repo, sig.Digest)
+		switch {
+		case errors.Is(err, cosign.ErrNoSigner) && !s.Verifier.Names(sig.Signer):
+			continue // a signer no rule names now
+		case err != nil:
+			return nil, fmt.Errorf("signature of %s by %s: %w", sig.Digest, sig.Signer, err)
 		}
-		if err := verifyCosign(pub, repo, sig.Digest, sig.Payload, sig.Signature); err != nil {
-			return nil, fmt.Errorf("signature of %s by key %s: %w", sig.Digest, sig.Key, err)
-		}
+		sig.Signer = res.Signer
 		kept = append(kept, sig)
 	}
 	b.Signatures = kept
@@ -219,7 +197,7 @@ func (s *SigstoreSource) Index() *verify.SourceIndex {
 			if r.Tags[tag] == nil {
 				r.Tags[tag] = verify.RoleTargets{}
 			}
-			r.Tags[tag][sig.Key] = verify.Target{Digest: sig.Digest}
+			r.Tags[tag][sig.Signer] = verify.Target{Digest: sig.Digest}
 		}
 		repos[name] = r
 	}
@@ -314,7 +292,7 @@ func (s *SigstoreSource) SyncRepo(ctx context.Context, repo string) (int, error)
 		if len(merged.Signatures) >= maxSigsPerRepo {
 			break
 		}
-		if !slices.ContainsFunc(merged.Signatures, func(x SigstoreSignature) bool { return x.Digest == sig.Digest && x.Key == sig.Key }) {
+		if !slices.ContainsFunc(merged.Signatures, func(x SigstoreSignature) bool { return x.Digest == sig.Digest && x.Signer == sig.Signer }) {
 			merged.Signatures = append(merged.Signatures, sig)
 			added++
 		}
@@ -405,8 +383,8 @@ func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, o
 	var out []SigstoreSignature
 	var problems []error
 	for _, l := range mf.Layers {
-		b64, ok := l.Annotations[CosignSignatureAnn]
-		if string(l.MediaType) != CosignPayloadMediaType || !ok {
+		b64, ok := l.Annotations[cosign.SignatureAnn]
+		if string(l.MediaType) != cosign.PayloadMediaType || !ok {
 			continue
 		}
 		if l.Size <= 0 || l.Size > maxSigPayload {
@@ -423,16 +401,26 @@ func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, o
 			problems = append(problems, fmt.Errorf("payload %s: %w", l.Digest, err))
 			continue
 		}
-		for _, k := range s.Keys {
-			err := verifyCosign(k.Public, repo, d, payload, sig)
-			switch {
-			case err == nil:
-				out = append(out, SigstoreSignature{Digest: d, Key: k.ID, Payload: payload, Signature: sig})
-			case errors.Is(err, errPayload):
-				// Signed by a configured key, but not for this image
-				// (a replayed or misplaced signature): refused, and said.
-				problems = append(problems, fmt.Errorf("payload %s, signed by key %s: %w", l.Digest, k.ID, err))
-			}
+		a := cosign.Artifact{
+			Payload: payload, Signature: sig,
+			Certificate: []byte(l.Annotations[cosign.CertificateAnn]),
+			Chain:       []byte(l.Annotations[cosign.ChainAnn]),
+		}
+		if rb := l.Annotations[cosign.BundleAnn]; rb != "" {
+			a.RekorBundle = json.RawMessage(rb)
+		}
+		if ts := l.Annotations[cosign.TimestampAnn]; ts != "" {
+			a.Timestamp = []byte(ts)
+		}
+		res, err := s.Verifier.Verify(&a, repo, d)
+		switch {
+		case err == nil:
+			out = append(out, SigstoreSignature{Digest: d, Signer: res.Signer, Artifact: a})
+		case !errors.Is(err, cosign.ErrNoSigner):
+			// Made by a signer the policy names but not for this image
+			// (a replayed or misplaced signature), or not verifiable:
+			// refused, and said.
+			problems = append(problems, fmt.Errorf("payload %s: %w", l.Digest, err))
 		}
 	}
 	return out, errors.Join(problems...)
@@ -459,71 +447,6 @@ func fetchBlob(repo name.Repository, l v1.Descriptor, opts []remote.Option) ([]b
 		return nil, errors.New("the registry served other bytes")
 	}
 	return b, nil
-}
-
-// errPayload marks a signature that verified over a payload that is not
-// about the image it was fetched for.
-var errPayload = errors.New("payload does not sign this image")
-
-// simpleSigning is the part of cosign's simple-signing payload trustd reads.
-type simpleSigning struct {
-	Critical struct {
-		Identity struct {
-			DockerReference string `json:"docker-reference"`
-		} `json:"identity"`
-		Image struct {
-			DockerManifestDigest string `json:"docker-manifest-digest"`
-		} `json:"image"`
-		Type string `json:"type"`
-	} `json:"critical"`
-}
-
-// verifyCosign checks a cosign signature: sig is pub's signature of
-// payload (ECDSA: ASN.1 over SHA-256 of the payload; Ed25519: over the
-// payload), and the payload is a simple-signing document for digest d of
-// repository repo. It is pure.
-func verifyCosign(pub crypto.PublicKey, repo string, d digest.Digest, payload, sig []byte) error {
-	switch k := pub.(type) {
-	case *ecdsa.PublicKey:
-		h := sha256.Sum256(payload)
-		if !ecdsa.VerifyASN1(k, h[:], sig) {
-			return errors.New("signature does not verify")
-		}
-	case ed25519.PublicKey:
-		if !ed25519.Verify(k, payload, sig) {
-			return errors.New("signature does not verify")
-		}
-	default:
-		return fmt.Errorf("unsupported key type %T", pub)
-	}
-	var ss simpleSigning
-	if err := json.Unmarshal(payload, &ss); err != nil {
-		return fmt.Errorf("%w: %w", errPayload, err)
-	}
-	c := &ss.Critical
-	if c.Type != cosignPayloadType {
-		return fmt.Errorf("%w: type %q", errPayload, c.Type)
-	}
-	if c.Image.DockerManifestDigest != string(d) {
-		return fmt.Errorf("%w: it signs digest %q, not %s", errPayload, c.Image.DockerManifestDigest, d)
-	}
-	if got := referenceRepo(c.Identity.DockerReference); got != repo {
-		return fmt.Errorf("%w: it names repository %q, not %s", errPayload, c.Identity.DockerReference, repo)
-	}
-	return nil
-}
-
-// referenceRepo returns the normalised repository of a payload's
-// docker-reference ("" when it does not parse).
-func referenceRepo(ref string) string {
-	r, err := policy.ParseRef(ref)
-	if err != nil {
-		return ""
-	}
-	if rest, ok := strings.CutPrefix(r.Repo, "index.docker.io/"); ok {
-		return "docker.io/" + rest
-	}
-	return r.Repo
 }
 
 var _ RepositorySource = (*SigstoreSource)(nil)

@@ -27,6 +27,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
 
+	"github.com/trustd/trustd/cache/cosign"
 	"github.com/trustd/trustd/verify"
 )
 
@@ -34,7 +35,7 @@ func cosignPayload(repo string, d digest.Digest) []byte {
 	return fmt.Appendf(nil, `{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, repo, d)
 }
 
-func testKey(t *testing.T) (*ecdsa.PrivateKey, SigstoreKey) {
+func testKey(t *testing.T) (*ecdsa.PrivateKey, cosign.Key) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -42,7 +43,7 @@ func testKey(t *testing.T) (*ecdsa.PrivateKey, SigstoreKey) {
 	}
 	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
 	sum := sha256.Sum256(der)
-	return k, SigstoreKey{ID: fmt.Sprintf("%x", sum)[:16], Public: &k.PublicKey}
+	return k, cosign.Key{ID: fmt.Sprintf("%x", sum)[:16], Public: &k.PublicKey}
 }
 
 func ecSign(t *testing.T, k *ecdsa.PrivateKey, payload []byte) []byte {
@@ -63,8 +64,8 @@ func pushSignatures(t *testing.T, repo string, d digest.Digest, sigs ...[2][]byt
 	for _, s := range sigs {
 		var err error
 		img, err = mutate.Append(img, mutate.Addendum{
-			Layer:       static.NewLayer(s[0], CosignPayloadMediaType),
-			Annotations: map[string]string{CosignSignatureAnn: base64.StdEncoding.EncodeToString(s[1])},
+			Layer:       static.NewLayer(s[0], cosign.PayloadMediaType),
+			Annotations: map[string]string{cosign.SignatureAnn: base64.StdEncoding.EncodeToString(s[1])},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -106,7 +107,7 @@ func TestSigstoreSource(t *testing.T) {
 	ka, a := testKey(t)
 	kb, _ := testKey(t)
 	_, edPriv, _ := ed25519.GenerateKey(rand.Reader)
-	ed := SigstoreKey{ID: "ed25519key000000", Public: edPriv.Public()}
+	ed := cosign.Key{ID: "ed25519key000000", Public: edPriv.Public()}
 
 	signed, byB, forOther, otherRepo, byEd, tampered := digest.FromString("signed"), digest.FromString("by-b"), digest.FromString("for-other"), digest.FromString("other-repo"), digest.FromString("ed"), digest.FromString("tampered")
 	pushSignatures(t, repo, signed, [2][]byte{cosignPayload(repo, signed), ecSign(t, ka, cosignPayload(repo, signed))})
@@ -121,7 +122,7 @@ func TestSigstoreSource(t *testing.T) {
 	pushSignatures(t, repo, tampered, [2][]byte{cosignPayload(repo, tampered), bad})
 
 	dir := t.TempDir()
-	src := &SigstoreSource{SourceName: "cosign", Dir: dir, Repositories: mustPatterns(t, host+"/**"), Keys: []SigstoreKey{a, ed}}
+	src := &SigstoreSource{SourceName: "cosign", Dir: dir, Repositories: mustPatterns(t, host+"/**"), Verifier: &cosign.Verifier{Keys: []cosign.Key{a, ed}}}
 	src.Want(repo, "registry.elsewhere.example/x")
 	res, err := src.Sync(context.Background(), time.Now())
 	if err == nil || !strings.Contains(err.Error(), "signs digest") || !strings.Contains(err.Error(), "names repository") {
@@ -146,7 +147,7 @@ func TestSigstoreSource(t *testing.T) {
 	// At a pull, a misplaced signature elsewhere in the repository is no
 	// failure (the decision explains the digest judged); an unreachable
 	// registry with nothing new is.
-	fresh := &SigstoreSource{SourceName: "cosign", Dir: t.TempDir(), Repositories: src.Repositories, Keys: []SigstoreKey{a, ed}}
+	fresh := &SigstoreSource{SourceName: "cosign", Dir: t.TempDir(), Repositories: src.Repositories, Verifier: &cosign.Verifier{Keys: []cosign.Key{a, ed}}}
 	if err := fresh.SyncPulled(context.Background(), repo, time.Now()); err != nil {
 		t.Errorf("SyncPulled with misplaced signatures in the repository: %v", err)
 	}
@@ -159,7 +160,7 @@ func TestSigstoreSource(t *testing.T) {
 	// Offline: a new source over the same directory loads (and verifies
 	// again) what was cached, with no registry.
 	srv.Close()
-	re := &SigstoreSource{SourceName: "cosign", Dir: dir, Repositories: src.Repositories, Keys: []SigstoreKey{a, ed}}
+	re := &SigstoreSource{SourceName: "cosign", Dir: dir, Repositories: src.Repositories, Verifier: &cosign.Verifier{Keys: []cosign.Key{a, ed}}}
 	if err := re.SyncPulled(context.Background(), repo, time.Now()); err == nil || !strings.Contains(err.Error(), ErrUnreachable.Error()) {
 		t.Errorf("SyncPulled with the registry gone: %v, want unreachable", err)
 	}
@@ -171,7 +172,7 @@ func TestSigstoreSource(t *testing.T) {
 		t.Errorf("loaded %v, want %v", got, want)
 	}
 	// A key no rule names any more no longer counts.
-	re.Keys = []SigstoreKey{a}
+	re.Verifier = &cosign.Verifier{Keys: []cosign.Key{a}}
 	si, _ = re.Load()
 	if got := signedDigests(si, repo); fmt.Sprint(got) != fmt.Sprint(map[digest.Digest][]string{signed: {a.ID}}) {
 		t.Errorf("after dropping a key: %v", got)
@@ -196,44 +197,5 @@ func TestSigstoreSource(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !os.IsNotExist(err) {
 		t.Errorf("altered bundle not set aside: %v", err)
-	}
-}
-
-// TestVerifyCosign: the signature must verify over the payload, and the
-// payload must sign this digest of this repository as a cosign signature.
-func TestVerifyCosign(t *testing.T) {
-	k, key := testKey(t)
-	repo := "registry.corp.example/apps/web"
-	d := digest.FromString("x")
-	good := cosignPayload(repo, d)
-	tests := []struct {
-		name    string
-		payload []byte
-		sig     []byte
-		want    string
-	}{
-		{"valid", good, ecSign(t, k, good), ""},
-		{"docker hub spelling", cosignPayload("index.docker.io/apps/web", d), nil, "names repository"},
-		{"another digest", cosignPayload(repo, digest.FromString("y")), nil, "signs digest"},
-		{"another repository", cosignPayload("registry.corp.example/apps/api", d), nil, "names repository"},
-		{"another type", []byte(strings.Replace(string(good), "cosign container image signature", "x", 1)), nil, "type"},
-		{"not JSON", []byte("{"), nil, "payload does not sign this image"},
-		{"signature of other bytes", good, ecSign(t, k, cosignPayload(repo, digest.FromString("y"))), "does not verify"},
-		{"garbage signature", good, []byte("sig"), "does not verify"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			sig := tt.sig
-			if sig == nil {
-				sig = ecSign(t, k, tt.payload)
-			}
-			err := verifyCosign(key.Public, repo, d, tt.payload, sig)
-			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
-				t.Errorf("verifyCosign = %v, want %q", err, tt.want)
-			}
-		})
-	}
-	if got := referenceRepo("index.docker.io/library/nginx"); got != "docker.io/library/nginx" {
-		t.Errorf("referenceRepo = %q", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trustd/trustd/cache/cosign"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
 	"github.com/trustd/trustd/verify/notary"
@@ -137,7 +138,7 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 			}
 			s.sources = append(s.sources, ns)
 		case policy.KindSigstore:
-			s.sources = append(s.sources, &SigstoreSource{SourceName: src.Name, Dir: dir, Repositories: src.Repositories, Keys: sigstoreKeys(p, src.Name)})
+			s.sources = append(s.sources, &SigstoreSource{SourceName: src.Name, Dir: dir, Repositories: src.Repositories, Verifier: sigstoreVerifier(p, src.Name)})
 		default:
 			s.sources = append(s.sources, &unsupported{name: src.Name, kind: src.Kind})
 		}
@@ -145,21 +146,21 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 	return s, nil
 }
 
-// sigstoreKeys returns the distinct keys that the rules against source
-// name list (read by policy.Load).
-func sigstoreKeys(p *policy.Policy, name string) []SigstoreKey {
-	var out []SigstoreKey
+// sigstoreVerifier returns the verifier of source name: the distinct keys
+// that the rules against it list (read by policy.Load).
+func sigstoreVerifier(p *policy.Policy, name string) *cosign.Verifier {
+	v := &cosign.Verifier{}
 	for _, r := range p.Rules {
 		if r.Source != name {
 			continue
 		}
 		for _, k := range r.Keys {
-			if k.Public != nil && !slices.ContainsFunc(out, func(x SigstoreKey) bool { return x.ID == k.ID }) {
-				out = append(out, SigstoreKey{ID: k.ID, Public: k.Public})
+			if k.Public != nil && !slices.ContainsFunc(v.Keys, func(x cosign.Key) bool { return x.ID == k.ID }) {
+				v.Keys = append(v.Keys, cosign.Key{ID: k.ID, Public: k.Public})
 			}
 		}
 	}
-	return out
+	return v
 }
 
 // Sources returns the store's sources in policy order.
