@@ -360,7 +360,7 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 	d.Threshold = threshold
 
 	if si.Kind == policy.KindSigstore {
-		decideSigstore(rt, ref, f, d, signers, threshold)
+		decideSigstore(si, rt, ref, f, d, signers, threshold)
 		return
 	}
 	if ref.Tag != "" {

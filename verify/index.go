@@ -34,6 +34,13 @@ type SourceIndex struct {
 	// Failed lists the delegated roles of a TUF source that could not be
 	// used: a tag no usable role signs, in one's paths, is denied naming it.
 	Failed []FailedRole
+	// SignerMatches, of a sigstore source, maps each signer that signed a
+	// digest in the index (a key ID, or a keyless certificate's identity:
+	// the roles of its tags) to the IDs of the policy's keys and
+	// identities it satisfies. A rule's threshold counts distinct signers
+	// that satisfy one of its keys or identities. Nil: each signer
+	// satisfies itself only.
+	SignerMatches map[string][]string
 }
 
 // NewSourceIndex returns the index of source name (of kind "tuf" or

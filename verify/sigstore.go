@@ -23,7 +23,7 @@ func SigstoreTag(d digest.Digest) string {
 // image's, or its config through the content of a signed digest) must be
 // signed by threshold distinct keys among signers (the rule's key IDs).
 // A tag in the reference binds nothing and is ignored.
-func decideSigstore(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
+func decideSigstore(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
 	if len(signers) == 0 {
 		// Only a policy read by policy.Load has its keys: never "any key".
 		d.Reason = "the rule's keys have not been read (the policy was not loaded with its key files)"
@@ -35,12 +35,34 @@ func decideSigstore(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers
 	}
 	byDigest := *ref
 	byDigest.Tag = ""
-	if decideByDigest(rt, &byDigest, f, d, signers, threshold) {
+	if accepted := acceptedSigners(si, signers); len(accepted) > 0 && decideByDigest(rt, &byDigest, f, d, accepted, threshold) {
 		how, _, _ := strings.Cut(d.Reason, ": ")
 		d.Reason = fmt.Sprintf("%s: %s@%s is signed by %s", how, ref.Repo, d.SignedDigest, describeKeyList(d.Signers))
 		return
 	}
 	sigstoreNotSigned(rt, &byDigest, f, d, signers, threshold)
+}
+
+// acceptedSigners returns the signers in si whose signatures count for a
+// rule naming the keys and identities ids: those that satisfy one of them
+// (ids itself when si has no SignerMatches). A signer is one role of the
+// index, so threshold counts distinct signers even when one satisfies
+// several of the rule's identities. Empty: no signer counts (never "any").
+func acceptedSigners(si *SourceIndex, ids []string) []string {
+	if si.SignerMatches == nil {
+		return ids
+	}
+	var out []string
+	for signer, m := range si.SignerMatches {
+		for _, id := range m {
+			if slices.Contains(ids, id) {
+				out = append(out, signer)
+				break
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // sigstoreNotSigned is the reason of a denial by a sigstore source: the

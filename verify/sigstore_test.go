@@ -157,3 +157,44 @@ keys = ["a.pub"]
 		t.Errorf("Needed = %v, want the 3 signed digests", need)
 	}
 }
+
+// TestSigstoreThresholdCountsDistinctSigners: with SignerMatches, the
+// index's roles are the actual signers, and a rule's threshold counts
+// distinct signers that satisfy one of its keys or identities: one signer
+// that satisfies two of them (two identity patterns matching the same
+// certificate) counts once.
+func TestSigstoreThresholdCountsDistinctSigners(t *testing.T) {
+	p, a, b := sigstorePolicy(t) // team rule: a and b, threshold 2
+	alice, bob := "alice@corp.example (issuer https://idp.corp.example)", "bob@corp.example (issuer https://idp.corp.example)"
+	repo := "registry.corp.example/team/api"
+	index := func(matches map[string][]string) *Index {
+		si := NewSourceIndex("cosign", policy.KindSigstore, map[string]*Repo{
+			repo: sigstoreRepo(repo, map[digest.Digest][]string{
+				dg("alice-only"): {alice},
+				dg("both"):       {alice, bob},
+			}),
+		})
+		si.SignerMatches = matches
+		return NewIndex(si)
+	}
+	now := time.Now()
+	for _, tt := range []struct {
+		name    string
+		matches map[string][]string
+		d       digest.Digest
+		allowed bool
+		reason  string
+	}{
+		{"one signer satisfying both entries counts once", map[string][]string{alice: {a, b}, bob: {}}, dg("alice-only"), false, "is not signed by 2 of the keys"},
+		{"two signers, each satisfying an entry", map[string][]string{alice: {a, b}, bob: {b}}, dg("both"), true, "is signed by keys " + alice + ", " + bob},
+		{"a signer satisfying no entry does not count", map[string][]string{alice: {a}, bob: {"another-key"}}, dg("both"), false, "(signed only by keys " + alice + ", " + bob + ")"},
+		{"no signer accepted", map[string][]string{alice: {"x"}, bob: {"y"}}, dg("both"), false, "is not signed by 2 of the keys"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(p, index(tt.matches), Facts{Subject: SubjectPull, Image: repo + ":1", Digest: tt.d}, now)
+			if d.Allowed != tt.allowed || !strings.Contains(d.Reason, tt.reason) {
+				t.Errorf("allowed %v, reason %q; want %v, containing %q", d.Allowed, d.Reason, tt.allowed, tt.reason)
+			}
+		})
+	}
+}
