@@ -277,6 +277,7 @@ func (s *NotarySource) importBundle(b *NotaryBundle, now time.Time) (bool, error
 	if b.Unsigned {
 		return false, nil
 	}
+	defer s.lockGUN(b.GUN)()
 	var prev *notary.Trusted
 	if cur, err := s.readBundle(b.GUN); err == nil && !cur.Unsigned {
 		st := cur.State

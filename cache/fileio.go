@@ -9,6 +9,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"path/filepath"
@@ -143,8 +144,9 @@ func readFileLimit(path string, limit int64) ([]byte, error) {
 	return b, nil
 }
 
-// Lock is an exclusive advisory lock on a cache directory, held while its
-// content is replaced so that a daemon and a `trustd sync` do not race.
+// Lock is an exclusive advisory lock on a cache directory (or on one
+// repository's bundle, lockRepo), held while its content is replaced so
+// that a daemon and a `trustd sync` do not race.
 type Lock struct{ f *os.File }
 
 // LockDir takes the lock file of dir, waiting for other holders.
@@ -152,11 +154,40 @@ func LockDir(dir string) (*Lock, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("cache dir: %w", err)
 	}
-	f, err := os.OpenFile(filepath.Join(dir, "lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	return lockFile(filepath.Join(dir, "lock"), 0)
+}
+
+// repoLockStripes is how many lock files guard the per-repository bundles
+// of one source: a bounded number, whatever names pulls carry.
+const repoLockStripes = 64
+
+// lockRepo takes the lock that every writer of repository repo's bundle in
+// source directory dir holds from reading the bundle it replaces to
+// renaming the new one into place: a sync round (under the store's lock
+// too), a fetch at a pull (which must not wait for a whole round, so it
+// takes this lock alone) and `cache import`, in this process or another.
+// Lock order: the store's lock (LockDir) before a repository's.
+func lockRepo(dir, repo string) (*Lock, error) {
+	return lockFile(repoLockPath(dir, repo), 0)
+}
+
+func repoLockPath(dir, repo string) string {
+	h := fnv.New32a()
+	h.Write([]byte(repo))
+	return filepath.Join(dir, "locks", fmt.Sprintf("%02d", h.Sum32()%repoLockStripes))
+}
+
+// lockFile takes an exclusive flock on path (created), waiting for other
+// holders; flags may add syscall.LOCK_NB.
+func lockFile(path string, flags int) (*Lock, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("cache lock: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("cache lock: %w", err)
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|flags); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("cache lock: %w", err)
 	}
