@@ -42,6 +42,9 @@ type Containerd struct {
 	// the one the last container's snapshot was found in.
 	snapshotters    atomic.Pointer[[]string]
 	lastSnapshotter atomic.Pointer[string]
+	// names memoises Image while the image watcher keeps it valid
+	// (TrackNames); nil otherwise.
+	names atomic.Pointer[nameMemo]
 }
 
 // contentFacts is an immutable memo of facts that content-addressed data
@@ -181,6 +184,15 @@ func (c *Containerd) ReadBlob(ctx context.Context, d digest.Digest) ([]byte, err
 // Image implements ImageStore: the record named name (exactly, as CRI
 // stores names) with its config digest for this platform.
 func (c *Containerd) Image(ctx context.Context, name string) (nri.StoreImage, error) {
+	memo := c.names.Load()
+	var gen uint64
+	if memo != nil {
+		si, g, ok := memo.get(name)
+		if ok {
+			return si, nil
+		}
+		gen = g
+	}
 	cl, err := c.get(ctx)
 	if err != nil {
 		return nri.StoreImage{}, err
@@ -197,7 +209,11 @@ func (c *Containerd) Image(ctx context.Context, name string) (nri.StoreImage, er
 	if err != nil {
 		return nri.StoreImage{}, fmt.Errorf("image %s: config for this platform: %w", name, err)
 	}
-	return nri.StoreImage{Name: img.Name, Target: img.Target.Digest, Config: cfg}, nil
+	si := nri.StoreImage{Name: img.Name, Target: img.Target.Digest, Config: cfg}
+	if memo != nil {
+		memo.put(name, si, gen)
+	}
+	return si, nil
 }
 
 // Images implements ImageStore: every record, with its config digest for

@@ -48,13 +48,17 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 			continue
 		}
 		sctx, cancel := context.WithCancel(ctx)
-		ch, errs := cl.Subscribe(sctx, `namespace=="`+w.Ctrd.Namespace+`",topic~="^/images/(create|update)$"`)
+		ch, errs := cl.Subscribe(sctx, `namespace=="`+w.Ctrd.Namespace+`",topic~="^/images/(create|update|delete)$"`)
 		w.Log.Info("watching containerd image events", "namespace", w.Ctrd.Namespace)
+		// While subscribed, every event invalidates the name it concerns
+		// as it arrives, before any judging, so the name memo stays valid.
+		w.Ctrd.TrackNames()
 		w.learnAll(ctx)
 	loop:
 		for {
 			select {
 			case <-ctx.Done():
+				w.Ctrd.UntrackNames()
 				cancel()
 				return
 			case err := <-errs:
@@ -68,16 +72,22 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 				}
 				ev, err := typeurl.UnmarshalAny(env.Event)
 				if err != nil {
+					w.Ctrd.TrackNames() // which name it concerns is unknown: start afresh
 					continue
 				}
 				switch e := ev.(type) {
 				case *apievents.ImageCreate:
+					w.Ctrd.ForgetName(e.Name)
 					w.judge(ctx, e.Name, e.Labels)
 				case *apievents.ImageUpdate:
+					w.Ctrd.ForgetName(e.Name)
 					w.judge(ctx, e.Name, e.Labels)
+				case *apievents.ImageDelete:
+					w.Ctrd.ForgetName(e.Name)
 				}
 			}
 		}
+		w.Ctrd.UntrackNames()
 		cancel()
 		w.Ctrd.Close()
 		sleepCtx(ctx, time.Second)

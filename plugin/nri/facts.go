@@ -48,6 +48,13 @@ type ImageStore interface {
 	ChainID(ctx context.Context, config digest.Digest) (string, error)
 }
 
+// nameMemo is an ImageStore that memoises Image (plugin/ctrd while its
+// image watcher is subscribed): ForgetName makes the next Image of that
+// name ask the store.
+type nameMemo interface {
+	ForgetName(name string)
+}
+
 // Judged is one image a container can run code from, with the facts to
 // judge it by: its own image, or an image volume.
 type Judged struct {
@@ -202,6 +209,14 @@ func containerImage(ctx context.Context, store ImageStore, ns string, ctr *api.C
 		named, perr := reference.ParseDockerRef(claim)
 		if perr == nil {
 			si, err := store.Image(ctx, named.String())
+			if err == nil && !runs(si) {
+				// A memoised binding may predate an image event still on
+				// its way: ask the store itself before denying.
+				if m, ok := store.(nameMemo); ok {
+					m.ForgetName(named.String())
+					si, err = store.Image(ctx, named.String())
+				}
+			}
 			switch {
 			case err == nil:
 				if !runs(si) {

@@ -272,3 +272,51 @@ func configOf(s *fakeStore, name string) digest.Digest {
 func podIn(name string) *api.PodSandbox {
 	return &api.PodSandbox{Id: name, Name: name, Namespace: "default"}
 }
+
+// staleStore answers Image from a memo that still holds what a name was
+// bound to before it moved, until ForgetName (as plugin/ctrd's memo may
+// for an instant, before the image event arrives).
+type staleStore struct {
+	fakeStore
+	stale  map[string]StoreImage
+	forgot []string
+}
+
+func (s *staleStore) Image(ctx context.Context, name string) (StoreImage, error) {
+	if si, ok := s.stale[name]; ok {
+		return si, nil
+	}
+	return s.fakeStore.Image(ctx, name)
+}
+
+func (s *staleStore) ForgetName(name string) {
+	delete(s.stale, name)
+	s.forgot = append(s.forgot, name)
+}
+
+// TestStaleNameMemoAsksTheStore: a memoised binding that does not match
+// the image that runs is checked with the store itself before a denial,
+// so a tag moved an instant ago is judged as the store binds it now.
+func TestStaleNameMemoAsksTheStore(t *testing.T) {
+	name := "registry.example.com/apps/web:1"
+	old, cur := sha("old-config"), sha("new-config")
+	s := &staleStore{
+		fakeStore: fakeStore{images: []StoreImage{{Name: name, Target: sha("new-manifest"), Config: cur}}},
+		stale:     map[string]StoreImage{name: {Name: name, Target: sha("old-manifest"), Config: old}},
+	}
+	ctr := &api.Container{Id: "c1", Name: "web", Annotations: map[string]string{AnnotationImageName: name},
+		Image: &api.Image{ConfigDigest: string(cur)}}
+	j := containerImage(context.Background(), s, "default", ctr)
+	if j.Err != nil || len(j.Candidates) != 1 || j.Candidates[0].ConfigDigest != cur {
+		t.Fatalf("judged %+v, %v; want the name under config %s", j.Candidates, j.Err, cur)
+	}
+	if len(s.forgot) != 1 || s.forgot[0] != name {
+		t.Errorf("forgot %v", s.forgot)
+	}
+	// An image that the store (not only the memo) binds elsewhere is still
+	// not the image that runs.
+	ctr.Image.ConfigDigest = string(sha("evil-config"))
+	if j := containerImage(context.Background(), s, "default", ctr); j.Err == nil || !strings.Contains(j.Err.Error(), "not the image that runs") {
+		t.Errorf("evil config: %v", j.Err)
+	}
+}

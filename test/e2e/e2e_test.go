@@ -189,6 +189,12 @@ func TestEnforcement(t *testing.T) {
 	}, {
 		name: "7 tag moved to an unsigned digest",
 		setup: func(t *testing.T) {
+			// The signed image runs under the name first, so trustd has
+			// seen what the store bound the name to before it moves.
+			if _, err := s.Node.PullImage(moved.ref); err != nil {
+				t.Fatalf("CRI pull of signed %s blocked: %v", moved.ref, err)
+			}
+			e.run(t, moved)
 			d, _ := harness.Push(t, movedTo.ref, movedTo.img) // the registry's tag now names another image
 			if d == moved.manifest || d != movedTo.manifest {
 				t.Fatalf("moved tag to %s, want %s (was %s)", d, movedTo.manifest, moved.manifest)
