@@ -466,19 +466,14 @@ func (d *doc) value(v *unstable.Node, off int, f *schemaNode, path, dotted strin
 			wrong()
 			return
 		}
-		i := 0
-		for it := v.Children(); it.Next(); i++ {
-			el := it.Node()
-			eoff := off
-			if el.Raw.Length > 0 {
-				eoff = d.offset(el.Raw)
-			}
+		d.elements(v, off, func(i int, el *unstable.Node, eoff int) bool {
 			d.pos[index(path, i)] = eoff
 			if el.Kind != unstable.String {
 				d.errAt(d.position(eoff), "%s: expected an array of strings, got %s in it", dotted, kindName(el.Kind))
-				return
+				return false
 			}
-		}
+			return true
+		})
 	case tTable:
 		if v.Kind != unstable.InlineTable {
 			wrong()
@@ -494,16 +489,10 @@ func (d *doc) value(v *unstable.Node, off int, f *schemaNode, path, dotted strin
 			wrong()
 			return
 		}
-		i := 0
-		for it := v.Children(); it.Next(); i++ {
-			el := it.Node()
-			eoff := off
-			if el.Raw.Length > 0 {
-				eoff = d.offset(el.Raw)
-			}
+		n, ok := d.elements(v, off, func(i int, el *unstable.Node, eoff int) bool {
 			if el.Kind != unstable.InlineTable {
 				d.errAt(d.position(eoff), "%s: expected %s, got %s in an array", dotted, f.typ.want(dotted), kindName(el.Kind))
-				return
+				return false
 			}
 			ep := index(path, i)
 			d.pos[ep] = eoff
@@ -512,7 +501,28 @@ func (d *doc) value(v *unstable.Node, off int, f *schemaNode, path, dotted strin
 					d.keyval(kv, f, ep, dotted)
 				}
 			}
+			return true
+		})
+		if ok {
+			d.count[path] = n
 		}
-		d.count[path] = i
 	}
+}
+
+// elements calls each for every element of the array v (at offset off)
+// with its index and offset, until each returns false; it returns how
+// many elements there are, and false when each stopped it.
+func (d *doc) elements(v *unstable.Node, off int, each func(i int, el *unstable.Node, eoff int) bool) (int, bool) {
+	i := 0
+	for it := v.Children(); it.Next(); i++ {
+		el := it.Node()
+		eoff := off
+		if el.Raw.Length > 0 {
+			eoff = d.offset(el.Raw)
+		}
+		if !each(i, el, eoff) {
+			return i, false
+		}
+	}
+	return i, true
 }

@@ -28,11 +28,7 @@ func cmdCache(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, er
 	if len(pos) == 0 || (op == "import" && len(pos) != 1) {
 		return exitUsage, usageError{"usage: trustd cache export FILE [REPOSITORY_PATTERN...] | trustd cache import FILE"}
 	}
-	p, err := local.LoadPolicy(*cfg)
-	if err != nil {
-		return exitUsage, err
-	}
-	store, err := cache.Open(p, nil)
+	p, store, err := local.OpenStore(*cfg)
 	if err != nil {
 		return exitUsage, err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
-	"github.com/trustd/trustd/cache"
 	"github.com/trustd/trustd/cache/publish"
 	"github.com/trustd/trustd/plugin/archive"
 	"github.com/trustd/trustd/plugin/local"
@@ -440,11 +439,7 @@ func cmdImportNotary(f *repoFlags, args []string, stdout, stderr io.Writer) (int
 		}
 		o.Patterns = append(o.Patterns, p)
 	}
-	p, err := local.LoadPolicy(*cfg)
-	if err != nil {
-		return exitUsage, err
-	}
-	store, err := cache.Open(p, nil)
+	_, store, err := local.OpenStore(*cfg)
 	if err != nil {
 		return exitUsage, err
 	}

@@ -36,6 +36,20 @@ func LoadPolicy(path string) (*policy.Policy, error) {
 	return p, nil
 }
 
+// OpenStore loads the policy and opens its cache (no network I/O, nothing
+// verified yet): what the cache and publishing commands start from.
+func OpenStore(configPath string) (*policy.Policy, *cache.Store, error) {
+	p, err := LoadPolicy(configPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := cache.Open(p, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", engine.ErrConfig, err)
+	}
+	return p, store, nil
+}
+
 // OpenLocal loads the policy and verifies the cache offline.
 func OpenLocal(configPath string, log *slog.Logger) (*Local, error) {
 	p, err := LoadPolicy(configPath)
