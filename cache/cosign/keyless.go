@@ -11,7 +11,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"sync"
 	"time"
@@ -22,6 +21,8 @@ import (
 	"github.com/sigstore/sigstore-go/pkg/tlog"
 	sgverify "github.com/sigstore/sigstore-go/pkg/verify"
 	"github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/trustd/trustd/policy"
 )
 
 // Bounds on what one artifact may cost.
@@ -326,7 +327,7 @@ func matches(exact, re, s string) (bool, error) {
 	if re == "" {
 		return s == exact, nil
 	}
-	r, err := regexp.Compile(`^(?:` + re + `)$`)
+	r, err := policy.CompileIdentityRegexp(re)
 	if err != nil {
 		return false, err
 	}
