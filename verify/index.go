@@ -34,6 +34,10 @@ type SourceIndex struct {
 	// Failed lists the delegated roles of a TUF source that could not be
 	// used: a tag no usable role signs, in one's paths, is denied naming it.
 	Failed []FailedRole
+	// SignerMatches maps each actual signer of a sigstore source (a key
+	// ID, or a keyless certificate's identity) to the IDs of the keys and
+	// identities of the policy it satisfies.
+	SignerMatches map[string][]string
 }
 
 // NewSourceIndex returns the index of source name (of kind "tuf" or
