@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,8 @@ import (
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/trustd/trustd/policy"
 )
 
 const (
@@ -408,5 +411,36 @@ func TestParseTrustedRoot(t *testing.T) {
 	}
 	if _, err := ParseTrustedRoot([]byte(`{"mediaType":"x"}`)); err == nil {
 		t.Error("bad media type accepted")
+	}
+}
+
+// TestVerifyCosignCLIBundle: a bundle the real cosign v3.1.3 CLI wrote
+// (`cosign sign --key cosign.key --tlog-upload=false --new-bundle-format
+// --bundle ...` of 127.0.0.1:46377/apps/web@sha256:04e0...; the private
+// key was thrown away) verifies with its public key for that digest only.
+func TestVerifyCosignCLIBundle(t *testing.T) {
+	raw, err := os.ReadFile("testdata/cosign-v3.1.3-keyed-bundle.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemKey, err := os.ReadFile("testdata/cosign-v3.1.3.pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, id, err := policy.ParsePublicKey(pemKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := &Verifier{Keys: []Key{{ID: id, Public: pub}}}
+	repo, d := "127.0.0.1:46377/apps/web", digest.Digest("sha256:04e045c67380d15cbbe828142c06dc7cd26b2f30282fbf999f20acc31440e08b")
+	if res, err := v.Verify(&Artifact{Bundle: raw}, repo, d); err != nil || res.Signer != id {
+		t.Errorf("Verify = %+v, %v", res, err)
+	}
+	if _, err := v.Verify(&Artifact{Bundle: raw}, repo, digest.FromString("other")); !errors.Is(err, ErrOtherImage) || !strings.Contains(err.Error(), "it signs [\"sha256:04e045c6") {
+		t.Errorf("another digest: Verify = %v, want ErrOtherImage", err)
+	}
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if _, err := (&Verifier{Keys: []Key{{ID: "other", Public: &k.PublicKey}}}).Verify(&Artifact{Bundle: raw}, repo, d); !errors.Is(err, ErrNoSigner) {
+		t.Errorf("another key: Verify = %v, want ErrNoSigner", err)
 	}
 }
