@@ -234,6 +234,11 @@ func checkStatement(env sgverify.EnvelopeContent, repo string, d digest.Digest) 
 // verifyKeyless checks entity's certificate, signature and signing time
 // against the trusted root, then bindsImage, then the identities.
 func (v *Verifier) verifyKeyless(entity sgverify.SignedEntity, hasTlog bool, artifact sgverify.ArtifactPolicyOption, bindsImage func() error) (Result, error) {
+	if len(v.Identities) == 0 {
+		// No identity could accept it, whatever it proves (and a
+		// keyed-only source needs no trusted root).
+		return Result{}, fmt.Errorf("%w: a keyless signature, and the rules name no identity", ErrNoSigner)
+	}
 	tm, err := v.Root.Material()
 	if err != nil {
 		return Result{}, fmt.Errorf("keyless signature: %w", err)

@@ -217,6 +217,7 @@ func TestVerifyKeylessBundle(t *testing.T) {
 		{"bundle for another digest", keylessBundle(t, vs, forOther, mediaTypeV3, nil, true), v, ErrOtherImage, "it signs [\"sha256:" + digest.FromString("other image").Encoded() + "\"], not " + string(d)},
 		{"attestation, not a signature", keylessBundle(t, vs, provenance, mediaTypeV3, nil, true), v, ErrOtherImage, "predicate type \"https://slsa.dev/provenance/v1\""},
 		{"untrusted CA", keylessBundle(t, other, untrusted, mediaTypeV3, nil, true), &Verifier{Identities: ciIdentities(), Root: writeTrustedRoot(t, vs, other)}, nil, "does not chain to a certificate authority of the trusted root"},
+		{"keyless, and no identity named", keylessBundle(t, vs, good, mediaTypeV3, nil, true), &Verifier{Keys: []Key{{ID: "k"}}}, ErrNoSigner, "the rules name no identity"},
 		{"no trusted root configured", keylessBundle(t, vs, good, mediaTypeV3, nil, true), &Verifier{Identities: ciIdentities()}, ErrNoRoot, "set trusted_root, or url and root"},
 		{"trusted root not loaded", keylessBundle(t, vs, good, mediaTypeV3, nil, true), &Verifier{Identities: ciIdentities(), Root: &Root{}}, ErrNoRoot, "not loaded yet"},
 		{"not a bundle", []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.4+json"}`), v, nil, "not a Sigstore bundle"},
