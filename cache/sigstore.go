@@ -51,6 +51,10 @@ type SigstoreSignature struct {
 	// Signer is who signed (cosign.Result.Signer): a key's ID, or a
 	// keyless certificate's identity.
 	Signer string `json:"key"`
+	// Matches are the IDs of the policy's keys and identities that Signer
+	// satisfies (cosign.Result.Matches); not cached: verifying again sets
+	// them.
+	Matches []string `json:"-"`
 	cosign.Artifact
 }
 
@@ -75,6 +79,8 @@ type SigstoreSource struct {
 	// Verifier holds the keys and identities the policy's rules against
 	// the source name, and the trusted root for keyless signatures.
 	Verifier *cosign.Verifier
+	// Root loads and refreshes Verifier.Root (nil: none configured).
+	Root *SigstoreRoot
 	// Options are added to the registry calls (tests: a transport).
 	Options []remote.Option
 
@@ -125,6 +131,9 @@ func (s *SigstoreSource) bundlePath(repo string) string {
 func (s *SigstoreSource) Load() (*verify.SourceIndex, error) {
 	repos := map[string]*SigstoreBundle{}
 	var errs []error
+	if err := s.Root.Load(); err != nil {
+		errs = append(errs, err)
+	}
 	entries, err := os.ReadDir(filepath.Join(s.Dir, "sigstore"))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
@@ -171,10 +180,12 @@ func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
 		switch {
 		case errors.Is(err, cosign.ErrNoSigner) && !s.Verifier.Names(sig.Signer):
 			continue // a signer no rule names now
+		case errors.Is(err, cosign.ErrNoRoot):
+			continue // keyless, and no trusted root now (Load reports why)
 		case err != nil:
 			return nil, fmt.Errorf("signature of %s by %s: %w", sig.Digest, sig.Signer, err)
 		}
-		sig.Signer = res.Signer
+		sig.Signer, sig.Matches = res.Signer, res.Matches
 		kept = append(kept, sig)
 	}
 	b.Signatures = kept
@@ -182,11 +193,15 @@ func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
 }
 
 // Index returns the source's current index: per repository, each signed
-// digest under verify.SigstoreTag, with the IDs of the keys that signed it.
+// digest under verify.SigstoreTag, with the actual signers that signed it
+// (a key's ID, a keyless certificate's identity) as roles, and in
+// SignerMatches the keys and identities of the policy each signer
+// satisfies.
 func (s *SigstoreSource) Index() *verify.SourceIndex {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	repos := map[string]*verify.Repo{}
+	matches := map[string][]string{}
 	for name, b := range s.repos {
 		if len(b.Signatures) == 0 {
 			continue
@@ -198,10 +213,19 @@ func (s *SigstoreSource) Index() *verify.SourceIndex {
 				r.Tags[tag] = verify.RoleTargets{}
 			}
 			r.Tags[tag][sig.Signer] = verify.Target{Digest: sig.Digest}
+			for _, m := range sig.Matches {
+				if !slices.Contains(matches[sig.Signer], m) {
+					matches[sig.Signer] = append(matches[sig.Signer], m)
+				}
+			}
 		}
 		repos[name] = r
 	}
 	si := verify.NewSourceIndex(s.SourceName, policy.KindSigstore, repos)
+	for _, m := range matches {
+		slices.Sort(m)
+	}
+	si.SignerMatches = matches
 	si.Version, si.Updated = fmt.Sprintf("%d repositories, %d signed digests", si.NumRepos(), si.NumTags()), time.Now()
 	return si
 }
@@ -227,6 +251,18 @@ func (s *SigstoreSource) Sync(ctx context.Context, now time.Time) (*SyncResult, 
 	res := &SyncResult{Source: s.SourceName}
 	var errs []error
 	added, unreachable := 0, 0
+	if changed, err := s.Root.Sync(ctx, now); err != nil {
+		if errors.Is(err, ErrUnreachable) {
+			unreachable++
+		}
+		errs = append(errs, err)
+	} else if changed {
+		// Verify the cached signatures again under the new root: one
+		// under a CA or log it no longer lists no longer counts.
+		if _, err := s.Load(); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, r := range repos {
 		n, err := s.SyncRepo(ctx, r)
 		added += n
@@ -415,7 +451,7 @@ func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, o
 		res, err := s.Verifier.Verify(&a, repo, d)
 		switch {
 		case err == nil:
-			out = append(out, SigstoreSignature{Digest: d, Signer: res.Signer, Artifact: a})
+			out = append(out, SigstoreSignature{Digest: d, Signer: res.Signer, Matches: res.Matches, Artifact: a})
 		case !errors.Is(err, cosign.ErrNoSigner):
 			// Made by a signer the policy names but not for this image
 			// (a replayed or misplaced signature), or not verifiable:

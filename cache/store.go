@@ -138,7 +138,25 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 			}
 			s.sources = append(s.sources, ns)
 		case policy.KindSigstore:
-			s.sources = append(s.sources, &SigstoreSource{SourceName: src.Name, Dir: dir, Repositories: src.Repositories, Verifier: sigstoreVerifier(p, src.Name)})
+			ss := &SigstoreSource{SourceName: src.Name, Dir: dir, Repositories: src.Repositories, Verifier: sigstoreVerifier(p, src.Name)}
+			switch {
+			case src.TrustedRootData != nil:
+				tr, err := cosign.ParseTrustedRoot(src.TrustedRootData)
+				if err != nil {
+					return nil, fmt.Errorf("source %q: trusted_root %s: %w", src.Name, src.TrustedRoot, err)
+				}
+				ss.Root = &SigstoreRoot{Pinned: src.TrustedRootData, Root: cosign.NewRoot(tr)}
+			case src.URL != "":
+				root, err := readFileLimit(src.Root, maxRootSize)
+				if err != nil {
+					return nil, fmt.Errorf("source %q: pinned root: %w", src.Name, err)
+				}
+				ss.Root = &SigstoreRoot{Root: &cosign.Root{}, TUF: &TUFSource{Name: src.Name, URL: base, Root: root, Dir: filepath.Join(dir, "trustroot"), Fetcher: f}}
+			}
+			if ss.Root != nil {
+				ss.Verifier.Root = ss.Root.Root
+			}
+			s.sources = append(s.sources, ss)
 		default:
 			s.sources = append(s.sources, &unsupported{name: src.Name, kind: src.Kind})
 		}
@@ -147,7 +165,8 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 }
 
 // sigstoreVerifier returns the verifier of source name: the distinct keys
-// that the rules against it list (read by policy.Load).
+// (read by policy.Load) and keyless identities that the rules against it
+// list.
 func sigstoreVerifier(p *policy.Policy, name string) *cosign.Verifier {
 	v := &cosign.Verifier{}
 	for _, r := range p.Rules {
@@ -157,6 +176,11 @@ func sigstoreVerifier(p *policy.Policy, name string) *cosign.Verifier {
 		for _, k := range r.Keys {
 			if k.Public != nil && !slices.ContainsFunc(v.Keys, func(x cosign.Key) bool { return x.ID == k.ID }) {
 				v.Keys = append(v.Keys, cosign.Key{ID: k.ID, Public: k.Public})
+			}
+		}
+		for _, id := range r.Identities {
+			if !slices.ContainsFunc(v.Identities, func(x cosign.Identity) bool { return x.ID == id.ID }) {
+				v.Identities = append(v.Identities, cosign.Identity{ID: id.ID, Issuer: id.Issuer, IssuerRegexp: id.IssuerRegexp, Subject: id.Subject, SubjectRegexp: id.SubjectRegexp})
 			}
 		}
 	}

@@ -168,6 +168,15 @@ func encodePolicy(t *testing.T, p *Policy) []byte {
 	}
 	for _, s := range p.Sources {
 		rs := rawSource{Name: str(s.Name), Kind: str(s.Kind), URL: str(s.URL), Repositories: pats(s.Repositories), TrustOnFirstUse: &s.TrustOnFirstUse}
+		if s.Kind == KindSigstore {
+			rs.TrustOnFirstUse = nil
+			if s.URL == "" {
+				rs.URL = nil
+			}
+			if s.TrustedRoot != "" {
+				rs.TrustedRoot = str(s.TrustedRoot)
+			}
+		}
 		if s.Root != "" {
 			rs.Root = str(s.Root)
 		}
@@ -188,6 +197,23 @@ func encodePolicy(t *testing.T, p *Policy) []byte {
 		if r.Action == ActionVerify {
 			rr.Source = str(r.Source)
 			rr.Signers = strs(r.Signers)
+			if p.Source(r.Source).Kind == KindSigstore {
+				rr.Signers = nil
+				if len(r.Keys) > 0 {
+					var keys []string
+					for _, k := range r.Keys {
+						keys = append(keys, k.Path)
+					}
+					rr.Keys = &keys
+				}
+				if len(r.Identities) > 0 {
+					ids := []rawIdentity{}
+					for _, id := range r.Identities {
+						ids = append(ids, rawIdentity{Issuer: nonEmpty(id.Issuer), IssuerRegexp: nonEmpty(id.IssuerRegexp), Subject: nonEmpty(id.Subject), SubjectRegexp: nonEmpty(id.SubjectRegexp)})
+					}
+					rr.Identities = &ids
+				}
+			}
 			th := int64(r.Threshold)
 			rr.Threshold = &th
 		}
@@ -204,6 +230,13 @@ func encodePolicy(t *testing.T, p *Policy) []byte {
 		t.Fatalf("encode: %v", err)
 	}
 	return buf.Bytes()
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func FuzzMatch(f *testing.F) {

@@ -48,6 +48,7 @@ type (
 		TrustOnFirstUse bool      `json:"trust_on_first_use"`
 		OfflineGrace    *string   `json:"offline_grace,omitempty"`
 		Pins            []dumpPin `json:"pins,omitempty"`
+		TrustedRoot     string    `json:"trusted_root,omitempty"`
 	}
 	dumpPin struct {
 		Pos          string   `json:"pos,omitempty"`
@@ -118,7 +119,7 @@ func dump(p *Policy, withPos bool) *dumpPolicy {
 	for _, s := range p.Sources {
 		ds := dumpSource{
 			Pos: pos(s.Pos), Name: s.Name, Kind: s.Kind, URL: s.URL, Root: s.Root,
-			Repositories: dumpPatterns(s.Repositories), TrustOnFirstUse: s.TrustOnFirstUse,
+			Repositories: dumpPatterns(s.Repositories), TrustOnFirstUse: s.TrustOnFirstUse, TrustedRoot: s.TrustedRoot,
 		}
 		if s.OfflineGrace != nil {
 			g := s.OfflineGrace.String()

@@ -68,7 +68,8 @@ func ParsePublicKey(data []byte) (crypto.PublicKey, string, error) {
 }
 
 // readKeys reads and parses the key files of every rule, sets each Key's ID
-// and Public and the rule's Signers (the key IDs), and returns an Errors
+// and Public and the rule's Signers (the key IDs, then the identities'
+// IDs), and returns an Errors
 // naming each key that could not be used, or nil.
 func (p *Policy) readKeys() error {
 	var errs Errors
@@ -92,6 +93,9 @@ func (p *Policy) readKeys() error {
 			k.ID, k.Public = id, pub
 			ids = append(ids, id)
 		}
+		for _, id := range r.Identities {
+			ids = append(ids, id.ID)
+		}
 		r.Signers = ids
 	}
 	if len(errs) > 0 {
@@ -101,17 +105,26 @@ func (p *Policy) readKeys() error {
 }
 
 func readKey(path string) (crypto.PublicKey, string, error) {
-	f, err := os.Open(path)
+	data, err := readFileLimit(path, maxKeyFile)
 	if err != nil {
 		return nil, "", err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxKeyFile+1))
-	if err != nil {
-		return nil, "", err
-	}
-	if len(data) > maxKeyFile {
-		return nil, "", fmt.Errorf("larger than %d bytes", maxKeyFile)
 	}
 	return ParsePublicKey(data)
+}
+
+// readFileLimit reads a file the policy names, of at most limit bytes.
+func readFileLimit(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("larger than %d bytes", limit)
+	}
+	return data, nil
 }

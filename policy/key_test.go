@@ -84,9 +84,9 @@ func TestSigstorePolicy(t *testing.T) {
 	tests := []struct {
 		name, doc, want string
 	}{
-		{"url on sigstore source", strings.Replace(sigstoreDoc, `kind = "sigstore"`, "kind = \"sigstore\"\nurl = \"https://x.example\"", 1) + `keys = ["a.pub"]`,
-			`p.toml:5:7: source.url: not valid for kind "sigstore"`},
-		{"missing keys", sigstoreDoc, `p.toml:7:1: rule: missing required key "keys" (required against a sigstore source`},
+		{"url on sigstore source without root", strings.Replace(sigstoreDoc, `kind = "sigstore"`, "kind = \"sigstore\"\nurl = \"https://x.example\"", 1) + `keys = ["a.pub"]`,
+			`p.toml:2:1: source: missing required key "root" (the initial root.json of the TUF repository at url)`},
+		{"missing keys", sigstoreDoc, `p.toml:7:1: rule: missing required key "keys" or "identities" (required against a sigstore source`},
 		{"empty keys", sigstoreDoc + `keys = []`, `p.toml:11:8: rule.keys: must not be empty`},
 		{"signers on sigstore rule", sigstoreDoc + "keys = [\"a.pub\"]\nsigners = [\"x\"]", `p.toml:12:11: rule.signers: not valid against a sigstore source`},
 		{"threshold above keys", sigstoreDoc + "keys = [\"a.pub\"]\nthreshold = 2", `p.toml:12:13: rule.threshold: 2 is more than the number of keys (1)`},

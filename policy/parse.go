@@ -26,8 +26,9 @@ const MaxSize = 1 << 20
 // Load reads and parses the policy file at path (see Parse). Errors reading
 // the file wrap the *fs.PathError and do not match ErrInvalid; errors in its
 // content do, as do unreadable or invalid key files of a rule (keys), which
-// Load reads and parses (see Key). Load does not follow the policy's other
-// paths (root, ca): it only resolves them.
+// Load reads and parses (see Key), and an unreadable trusted_root of a
+// sigstore source, which Load reads. Load does not follow the policy's
+// other paths (root, ca): it only resolves them.
 func Load(path string) (*Policy, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -42,8 +43,17 @@ func Load(path string) (*Policy, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := p.readKeys(); err != nil {
-		return nil, err
+	var errs Errors
+	for _, read := range []func() error{p.readKeys, p.readTrustedRoots} {
+		var e Errors
+		if err := read(); errors.As(err, &e) {
+			errs = append(errs, e...)
+		} else if err != nil {
+			return nil, err
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	return p, nil
 }
@@ -372,21 +382,26 @@ func (d *doc) source(p *Policy, rs *rawSource, sp string) *Source {
 		d.errf(sp+".kind", "source.kind: unknown kind %q (want %q, %q or %q)", s.Kind, KindNotary, KindTUF, KindSigstore)
 	}
 	if s.Kind == KindSigstore {
-		// Keyed cosign verification: the signatures are in the registries,
-		// the keys in the rules; nothing else to configure yet.
+		// The signatures are in the registries, the keys and identities
+		// in the rules; a trusted root for keyless signatures is pinned
+		// (trusted_root) or distributed by a TUF repository (url, root).
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"url", rs.URL != nil}, {"root", rs.Root != nil}, {"trust_on_first_use", rs.TrustOnFirstUse != nil}, {"pin", len(rs.Pin) > 0}} {
+		}{{"trust_on_first_use", rs.TrustOnFirstUse != nil}, {"pin", len(rs.Pin) > 0}} {
 			if k.set {
-				d.errf(sp+"."+k.key, "source.%s: not valid for kind %q (keyed verification reads the signatures from the registries and the keys from the rules)", k.key, KindSigstore)
+				d.errf(sp+"."+k.key, "source.%s: not valid for kind %q", k.key, KindSigstore)
 			}
 		}
+		d.sigstoreRoot(s, rs, sp)
 		s.Repositories = d.patterns(sp, "source", "repositories", rs.Repositories)
 		if rs.OfflineGrace != nil {
-			d.errf(sp+".offline_grace", "source.offline_grace: not valid for kind %q (keyed signatures do not expire)", KindSigstore)
+			d.errf(sp+".offline_grace", "source.offline_grace: not valid for kind %q (signatures do not expire)", KindSigstore)
 		}
 		return s
+	}
+	if rs.TrustedRoot != nil {
+		d.errf(sp+".trusted_root", "source.trusted_root: only valid for kind %q", KindSigstore)
 	}
 	if rs.URL == nil {
 		d.missing(sp, "source", "url")
@@ -426,6 +441,35 @@ func (d *doc) source(p *Policy, rs *rawSource, sp string) *Source {
 		s.Pins = append(s.Pins, d.pin(&rs.Pin[j], pp))
 	}
 	return s
+}
+
+// sigstoreRoot reads a sigstore source's trust root settings: none (keyed
+// verification only), trusted_root, or url and root.
+func (d *doc) sigstoreRoot(s *Source, rs *rawSource, sp string) {
+	switch {
+	case rs.TrustedRoot != nil && (rs.URL != nil || rs.Root != nil):
+		d.errf(sp+".trusted_root", "source.trusted_root: set either trusted_root (a pinned trusted_root.json) or url and root (a TUF repository distributing it), not both")
+	case rs.TrustedRoot != nil && *rs.TrustedRoot == "":
+		d.errf(sp+".trusted_root", "source.trusted_root: must not be empty")
+	case rs.TrustedRoot != nil:
+		s.TrustedRoot = d.resolve(*rs.TrustedRoot)
+		s.trustedRootPos = d.at(sp + ".trusted_root")
+	case rs.URL == nil && rs.Root != nil:
+		d.errf(sp, "source: missing required key %q (the TUF repository that distributes the trusted root named by root)", "url")
+	case rs.URL != nil && rs.Root == nil:
+		d.errf(sp, "source: missing required key %q (the initial root.json of the TUF repository at url)", "root")
+	case rs.URL != nil:
+		if msg := checkURL(*rs.URL); msg != "" {
+			d.errf(sp+".url", "source.url: %s", msg)
+		} else {
+			s.URL = *rs.URL
+		}
+		if *rs.Root == "" {
+			d.errf(sp+".root", "source.root: must not be empty")
+		} else {
+			s.Root = d.resolve(*rs.Root)
+		}
+	}
 }
 
 func (d *doc) pin(rp *rawPin, pp string) *Pin {
@@ -547,7 +591,7 @@ func (d *doc) rule(p *Policy, rr *rawRule, i int) *Rule {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"source", rr.Source != nil}, {"signers", rr.Signers != nil}, {"threshold", rr.Threshold != nil}, {"keys", rr.Keys != nil}} {
+		}{{"source", rr.Source != nil}, {"signers", rr.Signers != nil}, {"threshold", rr.Threshold != nil}, {"keys", rr.Keys != nil}, {"identities", rr.Identities != nil}} {
 			if k.set {
 				d.errf(rp+"."+k.key, "rule.%s: only valid with action %q", k.key, ActionVerify)
 			}
@@ -566,27 +610,37 @@ func (d *doc) rule(p *Policy, rr *rawRule, i int) *Rule {
 	sigstore := src != nil && src.Kind == KindSigstore
 	switch {
 	case sigstore && rr.Signers != nil:
-		d.errf(rp+".signers", "rule.signers: not valid against a %s source (the signers are the rule's keys)", KindSigstore)
-	case sigstore && rr.Keys == nil:
-		d.errf(rp, "rule: missing required key %q (required against a %s source: the public keys whose signatures count)", "keys", KindSigstore)
+		d.errf(rp+".signers", "rule.signers: not valid against a %s source (the signers are the rule's keys and identities)", KindSigstore)
+	case sigstore && rr.Keys == nil && rr.Identities == nil:
+		d.errf(rp, "rule: missing required key %q or %q (required against a %s source: the public keys, or the keyless identities, whose signatures count)", "keys", "identities", KindSigstore)
 	case sigstore:
-		d.ruleKeys(r, rp, *rr.Keys)
+		if rr.Keys != nil {
+			d.ruleKeys(r, rp, *rr.Keys)
+		}
+		if rr.Identities != nil {
+			d.ruleIdentities(r, rp, *rr.Identities, src)
+		}
 	case rr.Keys != nil:
 		d.errf(rp+".keys", "rule.keys: only valid against a %s source", KindSigstore)
+	case rr.Identities != nil:
+		d.errf(rp+".identities", "rule.identities: only valid against a %s source", KindSigstore)
 	case rr.Signers != nil:
 		d.signers(r, rp, *rr.Signers, src)
 	case src != nil && src.Kind == KindNotary:
 		r.Signers = []string{"targets/releases", "targets"}
 	}
-	nsigners := max(len(r.Signers), len(r.Keys))
+	nkeyed := len(r.Keys) + len(r.Identities)
+	nsigners := max(len(r.Signers), nkeyed)
 	r.Threshold = 1
 	if rr.Threshold != nil {
 		t := *rr.Threshold
 		switch {
 		case t < 1:
 			d.errf(rp+".threshold", "rule.threshold: must be at least 1")
-		case len(r.Keys) > 0 && t > int64(len(r.Keys)):
+		case len(r.Identities) == 0 && len(r.Keys) > 0 && t > int64(len(r.Keys)):
 			d.errf(rp+".threshold", "rule.threshold: %d is more than the number of keys (%d)", t, len(r.Keys))
+		case nkeyed > 0 && t > int64(nkeyed):
+			d.errf(rp+".threshold", "rule.threshold: %d is more than the number of keys and identities (%d)", t, nkeyed)
 		case nsigners > 0 && t > int64(nsigners):
 			d.errf(rp+".threshold", "rule.threshold: %d is more than the number of signers (%d)", t, len(r.Signers))
 		case t > 1<<16:

@@ -101,8 +101,9 @@ const (
 	KindNotary = "notary" // a Notary v1 server (Docker Content Trust)
 	KindTUF    = "tuf"    // a standard TUF repository
 	// KindSigstore is cosign signatures kept in the registry next to the
-	// images (the `sha256-<hex>.sig` tag scheme), checked with the public
-	// keys a rule names (keyed verification; no url or root).
+	// images, checked with the public keys a rule names, or keyless with
+	// the identities a rule names against a Sigstore trusted root (pinned
+	// as trusted_root, or distributed by a TUF repository: url and root).
 	KindSigstore = "sigstore"
 )
 
@@ -112,10 +113,20 @@ type Source struct {
 	Pos  Position // of the [[source]] header
 	Name string   // unique, matches ^[a-z0-9][a-z0-9._-]*$
 	Kind string   // KindNotary, KindTUF or KindSigstore
-	URL  string   // https, or http for a loopback host ("" for sigstore)
-	// Root is the initial trusted root.json of a tuf source (relative paths
-	// are resolved against the policy file's directory); "" for notary.
+	// URL is https, or http for a loopback host. For a sigstore source it
+	// is optional: the TUF repository that distributes its trusted root
+	// (with Root).
+	URL string
+	// Root is the initial trusted root.json of a tuf source, or of a
+	// sigstore source's TUF repository (relative paths are resolved
+	// against the policy file's directory); "" for notary.
 	Root string
+	// TrustedRoot is a sigstore source's pinned trusted_root.json (path
+	// resolved like Root; "" when none, or when URL and Root distribute
+	// it). Load reads it into TrustedRootData.
+	TrustedRoot     string
+	TrustedRootData []byte
+	trustedRootPos  Position
 	// Repositories are the repositories the source has trust data for
 	// (never empty).
 	Repositories []Pattern
@@ -159,7 +170,12 @@ type Rule struct {
 	// resolves their paths; Load reads them and then sets Signers to their
 	// IDs, so that a digest is signed when Threshold distinct keys signed it.
 	Keys []*Key
-	Mode Mode // "" = the global mode
+	// Identities are the keyless signers of a rule against a sigstore
+	// source, in file order and distinct (at least one of Keys and
+	// Identities for one, nil otherwise). Their IDs follow the key IDs in
+	// Signers.
+	Identities []*Identity
+	Mode       Mode // "" = the global mode
 
 	anyNS    bool    // Namespaces contains "*"
 	maxScore int     // score of the most specific pattern in Images

@@ -51,6 +51,7 @@ type rawSource struct {
 	TrustOnFirstUse *bool           `toml:"trust_on_first_use"`
 	OfflineGrace    *durationString `toml:"offline_grace"`
 	Pin             []rawPin        `toml:"pin"`
+	TrustedRoot     *string         `toml:"trusted_root"`
 }
 
 type rawPin struct {
@@ -60,14 +61,22 @@ type rawPin struct {
 }
 
 type rawRule struct {
-	Images     *[]string `toml:"images"`
-	Namespaces *[]string `toml:"namespaces"`
-	Action     *string   `toml:"action"`
-	Source     *string   `toml:"source"`
-	Signers    *[]string `toml:"signers"`
-	Threshold  *int64    `toml:"threshold"`
-	Keys       *[]string `toml:"keys"`
-	Mode       *string   `toml:"mode"`
+	Images     *[]string      `toml:"images"`
+	Namespaces *[]string      `toml:"namespaces"`
+	Action     *string        `toml:"action"`
+	Source     *string        `toml:"source"`
+	Signers    *[]string      `toml:"signers"`
+	Threshold  *int64         `toml:"threshold"`
+	Keys       *[]string      `toml:"keys"`
+	Identities *[]rawIdentity `toml:"identities"`
+	Mode       *string        `toml:"mode"`
+}
+
+type rawIdentity struct {
+	Issuer        *string `toml:"issuer"`
+	IssuerRegexp  *string `toml:"issuer_regexp"`
+	Subject       *string `toml:"subject"`
+	SubjectRegexp *string `toml:"subject_regexp"`
 }
 
 type rawMirror struct {

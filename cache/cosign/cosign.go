@@ -82,23 +82,21 @@ type Result struct {
 type Verifier struct {
 	Keys       []Key
 	Identities []Identity
-	// Root is the trusted root for keyless signatures (nil: keyless
-	// signatures are refused, saying so).
-	Root TrustedRoot
+	// Root is the trusted root for keyless signatures: Sigstore's trust
+	// material (Fulcio CAs, Rekor and CT log keys, timestamp authorities).
+	// nil: keyless signatures are refused, saying so (ErrNoRoot).
+	Root *Root
 }
-
-// TrustedRoot is Sigstore's trust material (Fulcio CAs, Rekor and CT log
-// keys, timestamp authorities).
-type TrustedRoot interface{}
 
 // ErrOtherImage marks an artifact that verified but signs another image
 // (another digest or repository): a replayed or misplaced signature.
 var ErrOtherImage = errors.New("the signature is not for this image")
 
 // ErrNoSigner marks an artifact made by no key or identity the policy
-// names: for a keyless one, its certificate, signature and log entry
-// verified but its identity matches none; for a keyed one, no key's
-// signature verifies (see Names).
+// names: for a keyless one, its certificate, signature, signing time and
+// image binding verified but its identity matches none (the error says
+// whether the issuer or the subject did not match); for a keyed one, no
+// key's signature verifies (see Names).
 var ErrNoSigner = errors.New("not signed by a key or identity the policy names")
 
 // Names reports whether signer (a Result.Signer) is one of v's keys: a
@@ -118,9 +116,9 @@ func (v *Verifier) Names(signer string) bool {
 func (v *Verifier) Verify(a *Artifact, repo string, d digest.Digest) (Result, error) {
 	switch {
 	case len(a.Bundle) > 0:
-		return Result{}, errors.New("Sigstore bundles are not verified yet")
+		return v.verifyBundle(a.Bundle, repo, d)
 	case len(a.Certificate) > 0:
-		return Result{}, errors.New("keyless signatures are not verified yet")
+		return v.verifyKeylessSimple(a, repo, d)
 	case len(a.Payload) > 0 && len(a.Signature) > 0:
 		for _, k := range v.Keys {
 			if err := verifySimpleSigning(k.Public, repo, d, a.Payload, a.Signature); err == nil {
