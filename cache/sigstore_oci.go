@@ -340,3 +340,46 @@ func (s *SigstoreSource) AddSignatures(repo string, d digest.Digest, arts []cosi
 	}
 	return sigs, added, errors.Join(problems...)
 }
+
+// cached returns the cached signatures of repo (nil when none).
+func (s *SigstoreSource) cached(repo string) *SigstoreBundle {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.repos[repo]
+}
+
+// importBundle verifies again, with the node's keys, the signatures of one
+// repository carried by `cache export`, and caches those that verify (the
+// caller holds the cache lock). A signature by a signer the node's policy
+// does not name is left out; any other that does not verify (altered on
+// the way) is an error, and is not cached.
+func (s *SigstoreSource) importBundle(b *SigstoreBundle) (int, error) {
+	if b == nil || b.Repository == "" {
+		return 0, errors.New("malformed repository bundle")
+	}
+	if !s.Covers(b.Repository) {
+		return 0, fmt.Errorf("%s: not covered by the source's repositories", b.Repository)
+	}
+	if len(b.Signatures) > maxSigsPerRepo {
+		return 0, fmt.Errorf("%s: %d signatures (at most %d)", b.Repository, len(b.Signatures), maxSigsPerRepo)
+	}
+	var ok []SigstoreSignature
+	var errs []error
+	for _, sig := range b.Signatures {
+		res, err := s.Verifier.Verify(&sig.Artifact, b.Repository, sig.Digest)
+		switch {
+		case errors.Is(err, cosign.ErrNoSigner) && !s.Verifier.Names(sig.Signer):
+			continue // a signer this node's policy does not name
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: signature of %s by %s: %w", b.Repository, sig.Digest, sig.Signer, err))
+			continue
+		}
+		sig.Signer = res.Signer
+		ok = append(ok, sig)
+	}
+	l, _ := s.locks.LoadOrStore(b.Repository, &sync.Mutex{})
+	l.(*sync.Mutex).Lock()
+	defer l.(*sync.Mutex).Unlock()
+	n, err := s.merge(b.Repository, ok, true)
+	return n, errors.Join(append(errs, err)...)
+}

@@ -1,13 +1,19 @@
 package cache
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +31,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/policy"
 )
 
 // pushImage writes a random image to repo:tag and returns its descriptor.
@@ -208,5 +215,115 @@ func TestSigstoreReferrerBounds(t *testing.T) {
 	_, err = remoteBlobs(r, []remote.Option{remote.WithTransport(limitBodies(remote.DefaultTransport))})(v1.Descriptor{Digest: ld, Size: sz}, maxSigResponse*2)
 	if err == nil || !strings.Contains(err.Error(), ErrTooLarge.Error()) {
 		t.Errorf("oversized blob: %v", err)
+	}
+}
+
+// sigstoreStore opens a store whose policy has one sigstore source over
+// host/** whose rule names the public key of k.
+func sigstoreStore(t *testing.T, host string, k *ecdsa.PrivateKey) *Store {
+	t.Helper()
+	dir := t.TempDir()
+	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := filepath.Join(dir, "cosign.pub")
+	if err := os.WriteFile(pub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	doc := fmt.Sprintf(`version = 1
+[daemon]
+cache_dir = %q
+[[source]]
+name = "cosign"
+kind = "sigstore"
+repositories = [%q]
+[[rule]]
+images = [%q]
+action = "verify"
+source = "cosign"
+keys = [%q]
+`, filepath.Join(dir, "cache"), host+"/**", host+"/**", pub)
+	if err := os.WriteFile(filepath.Join(dir, "policy.toml"), []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Load(filepath.Join(dir, "policy.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Registry = nil
+	return s
+}
+
+// TestExportImportSigstore: `cache export` carries a sigstore source's
+// signatures; import verifies each again with the node's own keys, so a
+// bundle altered on the way, or signed by a key the node does not name,
+// installs nothing.
+func TestExportImportSigstore(t *testing.T) {
+	srv := httptest.NewServer(registry.New(registry.Logger(log.New(io.Discard, "", 0)), registry.WithReferrersSupport(true)))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "http://")
+	repo := host + "/apps/web"
+	ka, _ := testKey(t)
+	tagged, attached := digest.FromString("tagged"), pushImage(t, repo, "attached")
+	pushSignatures(t, repo, tagged, [2][]byte{cosignPayload(repo, tagged), ecSign(t, ka, cosignPayload(repo, tagged))})
+	pushReferrer(t, repo, attached, cosign.SigArtifactType, sigLayer(t, ka, repo, digest.Digest(attached.Digest.String())))
+
+	online := sigstoreStore(t, host, ka)
+	online.WantImage(repo, digest.Digest(attached.Digest.String()))
+	if res, _, err := online.SyncSource(t.Context(), online.Sources()[0], time.Now()); err != nil || !res.Changed {
+		t.Fatalf("sync: %v, %+v", err, res)
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	lines, err := online.ExportTo(&buf, nil, time.Now())
+	if err != nil || !strings.Contains(strings.Join(lines, "\n"), "cosign: sigstore, 1 repositories, 2 signatures") {
+		t.Fatalf("export: %v %v", lines, err)
+	}
+	srv.Close()
+
+	signed := func(s *Store) map[digest.Digest][]string {
+		ix, errs := s.LoadIndex()
+		if len(errs) > 0 {
+			t.Fatalf("load: %v", errs)
+		}
+		return signedDigests(ix.Source("cosign"), repo)
+	}
+	offline := sigstoreStore(t, host, ka)
+	lines, err = offline.ImportFrom(bytes.NewReader(buf.Bytes()), time.Now())
+	if err != nil || !strings.Contains(strings.Join(lines, "\n"), "cosign: 2 of 2 signatures new") {
+		t.Fatalf("import: %v %v", lines, err)
+	}
+	if got := signed(offline); len(got) != 2 {
+		t.Errorf("after import: %v", got)
+	}
+
+	// Altered on the way: one signature byte flipped.
+	var ex Export
+	if err := json.Unmarshal(buf.Bytes(), &ex); err != nil {
+		t.Fatal(err)
+	}
+	ex.Sources["cosign"].Sigstore[0].Signatures[0].Signature[3] ^= 1
+	altered, _ := json.Marshal(&ex)
+	other := sigstoreStore(t, host, ka)
+	if _, err := other.ImportFrom(bytes.NewReader(altered), time.Now()); err == nil {
+		t.Errorf("import of an altered signature: no error")
+	}
+	if got := signed(other); len(got) != 1 {
+		t.Errorf("after importing an altered signature: %v, want only the intact one", got)
+	}
+
+	// A node whose policy names another key keeps none.
+	kb, _ := testKey(t)
+	another := sigstoreStore(t, host, kb)
+	if _, err := another.ImportFrom(bytes.NewReader(buf.Bytes()), time.Now()); err != nil {
+		t.Errorf("import on a node with another key: %v", err)
+	}
+	if got := signed(another); len(got) != 0 {
+		t.Errorf("another key's node cached %v", got)
 	}
 }
