@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -18,6 +19,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/verify"
 )
 
 // Bounds on the referrers (OCI 1.1) part of a repository's signatures.
@@ -382,4 +384,44 @@ func (s *SigstoreSource) importBundle(b *SigstoreBundle) (int, error) {
 	defer l.(*sync.Mutex).Unlock()
 	n, err := s.merge(b.Repository, ok, true)
 	return n, errors.Join(append(errs, err)...)
+}
+
+// AddCosignSignatures verifies signatures found outside a registry (in a
+// `cosign save` archive) as signatures of digest d of repo, with each
+// sigstore source that covers repo, and adds those that verify to the
+// sources' indexes; with persist also to the cache on disk, under the
+// cache lock. It returns the sources' new indexes, and a line per source
+// saying what verified.
+func (s *Store) AddCosignSignatures(repo string, d digest.Digest, arts []cosign.Artifact, persist bool) ([]*verify.SourceIndex, []string, error) {
+	if persist {
+		lock, err := LockDir(s.Dir)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer lock.Unlock()
+	}
+	var out []*verify.SourceIndex
+	var lines []string
+	var errs []error
+	for _, src := range s.sources {
+		ss, ok := src.(*SigstoreSource)
+		if !ok || !ss.Covers(repo) {
+			continue
+		}
+		sigs, added, err := ss.AddSignatures(repo, d, arts, persist)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("source %q: %s@%s: %w", ss.SourceName, repo, d, err))
+		}
+		var signers []string
+		for _, sig := range sigs {
+			signers = append(signers, sig.Signer)
+		}
+		what := "verified"
+		if persist {
+			what = fmt.Sprintf("verified, %d new in the cache", added)
+		}
+		lines = append(lines, fmt.Sprintf("%s: %s@%s: %d of %d signatures in the archive %s (signers: %s)", ss.SourceName, repo, d, len(sigs), len(arts), what, strings.Join(signers, ", ")))
+		out = append(out, ss.Index())
+	}
+	return out, lines, errors.Join(errs...)
 }
