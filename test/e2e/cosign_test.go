@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +32,21 @@ func cosignKeyPair(t *testing.T, cosign string) (string, string) {
 // (REPO:sha256-HEX.sig), without a transparency log, as the README says.
 func cosignSign(t *testing.T, cosign, key, ref string) {
 	t.Helper()
-	cmd := exec.Command(cosign, "sign", "--key", key, "--tlog-upload=false", "--yes",
-		"--allow-insecure-registry", "--use-signing-config=false", "--new-bundle-format=false", ref)
+	cosignSignWith(t, cosign, key, ref, "--new-bundle-format=false")
+}
+
+// cosignSignWith signs ref with key, without a transparency log, in the
+// format flags choose (none: cosign v3's default, a Sigstore bundle
+// attached to the digest through referrers).
+func cosignSignWith(t *testing.T, cosign, key, ref string, flags ...string) {
+	t.Helper()
+	args := append([]string{"sign", "--key", key, "--tlog-upload=false", "--yes",
+		"--allow-insecure-registry", "--use-signing-config=false"}, flags...)
+	cmd := exec.Command(cosign, append(args, ref)...)
 	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
+	if slices.Contains(flags, "--registry-referrers-mode=oci-1-1") {
+		cmd.Env = append(cmd.Env, "COSIGN_EXPERIMENTAL=1") // cosign requires it for that mode
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign sign %s: %v\n%s", ref, err, out)
 	}
