@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -79,37 +77,7 @@ func TestCosignReferrers(t *testing.T) {
 	simpleDir, simpleTar := save(savedSimple)
 	unsignedDir, unsignedTar := save(savedUnsigned)
 
-	d := s.Policy
-	doc := fmt.Sprintf(`# TestCosignReferrers (test/e2e/cosign_referrers_test.go)
-version = 1
-mode = "enforce"
-
-[daemon]
-cache_dir = %q
-refresh = "1s"
-nri_socket = %q
-containerd_address = %q
-containerd_namespace = "k8s.io"
-control_socket = %q
-
-[[source]]
-name = "cosign"
-kind = "sigstore"
-repositories = [%q]
-
-[[rule]]
-images = [%q]
-action = "verify"
-source = "cosign"
-keys = [%q]
-
-[[rule]]
-images = ["**"]
-action = "deny"
-`, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", reg+"/**", pub)
-	if err := os.WriteFile(s.PolicyPath, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCosignPolicy(t, s, "TestCosignReferrers (test/e2e/cosign_referrers_test.go)", reg, pub)
 	s.Sync(t)
 	s.StartTrustd(t)
 	e.pod = s.Node.RunPod(t, "cosign", "default")

@@ -101,37 +101,7 @@ func TestCosign(t *testing.T) {
 	id := cosignKeyID(t, pub)
 	repo := signed.repo(t)
 
-	d := s.Policy
-	doc := fmt.Sprintf(`# TestCosign (test/e2e/cosign_test.go)
-version = 1
-mode = "enforce"
-
-[daemon]
-cache_dir = %q
-refresh = "1s"
-nri_socket = %q
-containerd_address = %q
-containerd_namespace = "k8s.io"
-control_socket = %q
-
-[[source]]
-name = "cosign"
-kind = "sigstore"
-repositories = [%q]
-
-[[rule]]
-images = [%q]
-action = "verify"
-source = "cosign"
-keys = [%q]
-
-[[rule]]
-images = ["**"]
-action = "deny"
-`, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", reg+"/**", pub)
-	if err := os.WriteFile(s.PolicyPath, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCosignPolicy(t, s, "TestCosign (test/e2e/cosign_test.go)", reg, pub)
 	s.Sync(t)
 	s.StartTrustd(t)
 	e.pod = s.Node.RunPod(t, "cosign", "default")
@@ -175,4 +145,41 @@ action = "deny"
 			t.Errorf("status:\n%s%s", st.Stdout, st.Stderr)
 		}
 	})
+}
+
+// writeCosignPolicy writes the stack's policy: one sigstore source over
+// reg, whose rule names the key pub; everything else denied.
+func writeCosignPolicy(t *testing.T, s *harness.Stack, title, reg, pub string) {
+	t.Helper()
+	d := s.Policy
+	doc := fmt.Sprintf(`# %s
+version = 1
+mode = "enforce"
+
+[daemon]
+cache_dir = %q
+refresh = "1s"
+nri_socket = %q
+containerd_address = %q
+containerd_namespace = "k8s.io"
+control_socket = %q
+
+[[source]]
+name = "cosign"
+kind = "sigstore"
+repositories = [%q]
+
+[[rule]]
+images = [%q]
+action = "verify"
+source = "cosign"
+keys = [%q]
+
+[[rule]]
+images = ["**"]
+action = "deny"
+`, title, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", reg+"/**", pub)
+	if err := os.WriteFile(s.PolicyPath, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
