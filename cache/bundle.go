@@ -38,6 +38,9 @@ type SourceExport struct {
 	Kind   string          `json:"kind"`
 	TUF    *TUFBundle      `json:"tuf,omitempty"`
 	Notary []*NotaryBundle `json:"notary,omitempty"`
+	// Sigstore are a sigstore source's cached signatures, per repository
+	// (each verified again on import, with the node's keys).
+	Sigstore []*SigstoreBundle `json:"sigstore,omitempty"`
 }
 
 // ExportTo writes a bundle of the cached trust data of every source — or,
@@ -114,7 +117,23 @@ func (s *Store) ExportTo(w io.Writer, patterns []policy.Pattern, now time.Time) 
 			addManifests(repos, t.index())
 			lines = append(lines, fmt.Sprintf("%s: notary, %d repositories", t.SourceName, len(se.Notary)))
 		case *SigstoreSource:
-			lines = append(lines, fmt.Sprintf("%s: sigstore, not exported (cache export does not carry cosign signatures yet: the node fetches them itself)", t.SourceName))
+			ix, err := t.Load()
+			if err != nil {
+				return nil, fmt.Errorf("source %q: %w", t.SourceName, err)
+			}
+			se := SourceExport{Kind: policy.KindSigstore}
+			var repos []string
+			nsigs := 0
+			for _, repo := range ix.RepoNames() {
+				if b := t.cached(repo); b != nil && match(repo) {
+					se.Sigstore = append(se.Sigstore, b)
+					repos = append(repos, repo)
+					nsigs += len(b.Signatures)
+				}
+			}
+			ex.Sources[t.SourceName] = se
+			addManifests(repos, ix)
+			lines = append(lines, fmt.Sprintf("%s: sigstore, %d repositories, %d signatures", t.SourceName, len(se.Sigstore), nsigs))
 		}
 	}
 	lines = append(lines, fmt.Sprintf("%d signed manifests", len(ex.Manifests)))
@@ -221,6 +240,19 @@ func (s *Store) ImportFrom(r io.Reader, now time.Time) ([]string, error) {
 				}
 			}
 			lines = append(lines, fmt.Sprintf("%s: %d of %d repositories updated", name, n, len(se.Notary)))
+		case *SigstoreSource:
+			n, total := 0, 0
+			for _, b := range se.Sigstore {
+				added, err := t.importBundle(b)
+				n += added
+				if b != nil {
+					total += len(b.Signatures)
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", name, err))
+				}
+			}
+			lines = append(lines, fmt.Sprintf("%s: %d of %d signatures new (%d repositories)", name, n, total, len(se.Sigstore)))
 		}
 	}
 	stored := 0

@@ -143,11 +143,11 @@ func TestNotaryPullFloodIsForgotten(t *testing.T) {
 		return store, store.Sources()[0]
 	}
 	store, src := open()
-	if si, err := store.SyncRepository(ctx, "hub", web, now); err != nil || si.Repo(web) == nil {
+	if si, err := store.SyncRepository(ctx, "hub", web, "", now); err != nil || si.Repo(web) == nil {
 		t.Fatalf("pull of the signed repository: %v", err)
 	}
 	for i := range 500 {
-		if _, err := store.SyncRepository(ctx, "hub", attackName(i), now); err != nil {
+		if _, err := store.SyncRepository(ctx, "hub", attackName(i), "", now); err != nil {
 			t.Fatalf("pull %d: %v", i, err)
 		}
 	}

@@ -3,12 +3,9 @@ package cache
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -21,7 +18,6 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
-	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/opencontainers/go-digest"
@@ -64,9 +60,10 @@ type SigstoreBundle struct {
 	Signatures []SigstoreSignature `json:"signatures"`
 }
 
-// SigstoreSource is a `kind = "sigstore"` source with keyed verification:
-// cosign signatures in the tag scheme (<repo>:sha256-<hex>.sig), fetched
-// from the registries for the repositories it covers that are wanted (the
+// SigstoreSource is a `kind = "sigstore"` source: cosign signatures in the
+// tag scheme (<repo>:sha256-<hex>.sig) and Sigstore bundles attached to
+// image digests through OCI 1.1 referrers (cosign v3's default, or its
+// tag-scheme fallback), fetched from the registries for the repositories it covers that are wanted (the
 // images the node has) or pulled, verified with the keys the policy's rules
 // name, and cached per repository as verified signatures only. Signatures
 // are only ever added: a registry that stops serving one, or serves another
@@ -87,7 +84,10 @@ type SigstoreSource struct {
 	mu     sync.Mutex
 	repos  map[string]*SigstoreBundle
 	wanted map[string]bool
-	locks  sync.Map // repository -> *sync.Mutex: one fetch of a repository at a time
+	// wantedDigests are the digests of images the node has, per wanted
+	// repository (WantDigest).
+	wantedDigests map[string][]digest.Digest
+	locks         sync.Map // repository -> *sync.Mutex: one fetch of a repository at a time
 }
 
 // Name implements Source.
@@ -294,8 +294,19 @@ func (s *SigstoreSource) Sync(ctx context.Context, now time.Time) (*SyncResult, 
 // read because the registry could not be reached: a signature that did not
 // verify is one more unsigned digest, which the decision then explains
 // (the next Sync reports it).
-func (s *SigstoreSource) SyncPulled(ctx context.Context, repo string, _ time.Time) error {
-	n, err := s.SyncRepo(ctx, repo)
+func (s *SigstoreSource) SyncPulled(ctx context.Context, repo string, now time.Time) error {
+	return s.SyncPulledDigest(ctx, repo, "", now)
+}
+
+// SyncPulledDigest is SyncPulled for a pull of digest d (DigestSource):
+// the referrers of d are asked for too, whether or not d is signed
+// already (a pull may want another signer).
+func (s *SigstoreSource) SyncPulledDigest(ctx context.Context, repo string, d digest.Digest, _ time.Time) error {
+	var pulled []digest.Digest
+	if d.Validate() == nil {
+		pulled = append(pulled, d)
+	}
+	n, err := s.syncRepo(ctx, repo, pulled)
 	if n == 0 && errors.Is(err, ErrUnreachable) {
 		return err
 	}
@@ -306,6 +317,11 @@ func (s *SigstoreSource) SyncPulled(ctx context.Context, repo string, _ time.Tim
 // and returns how many new ones verified. Signatures that do not verify
 // are skipped (the error names the first); nothing unverified is written.
 func (s *SigstoreSource) SyncRepo(ctx context.Context, repo string) (int, error) {
+	return s.syncRepo(ctx, repo, nil)
+}
+
+// syncRepo is SyncRepo, asking also for the referrers of pulled.
+func (s *SigstoreSource) syncRepo(ctx context.Context, repo string, pulled []digest.Digest) (int, error) {
 	if !s.Covers(repo) {
 		return 0, fmt.Errorf("source %q does not cover %s", s.SourceName, repo)
 	}
@@ -315,7 +331,17 @@ func (s *SigstoreSource) SyncRepo(ctx context.Context, repo string) (int, error)
 	ctx, cancel := context.WithTimeout(ctx, sigstoreTimeout)
 	defer cancel()
 
-	found, ferr := s.fetch(ctx, repo)
+	found, ferr := s.fetch(ctx, repo, pulled)
+	added, err := s.merge(repo, found, true)
+	return added, errors.Join(ferr, err)
+}
+
+// merge adds verified signatures of repo to the cached ones (installed in
+// memory; written when persist) and returns how many were new. Written,
+// they are merged with the repository's file as it is on disk (verified
+// again), so that what another process (`trustd verify --archive
+// --import`) wrote there is kept. The caller holds repo's lock.
+func (s *SigstoreSource) merge(repo string, found []SigstoreSignature, persist bool) (int, error) {
 	s.mu.Lock()
 	old := s.repos[repo]
 	s.mu.Unlock()
@@ -323,21 +349,30 @@ func (s *SigstoreSource) SyncRepo(ctx context.Context, repo string) (int, error)
 	if old != nil {
 		merged.Signatures = slices.Clone(old.Signatures)
 	}
-	added := 0
-	for _, sig := range found {
-		if len(merged.Signatures) >= maxSigsPerRepo {
-			break
+	add := func(sigs []SigstoreSignature) int {
+		n := 0
+		for _, sig := range sigs {
+			if len(merged.Signatures) >= maxSigsPerRepo {
+				break
+			}
+			if !slices.ContainsFunc(merged.Signatures, func(x SigstoreSignature) bool { return x.Digest == sig.Digest && x.Signer == sig.Signer }) {
+				merged.Signatures = append(merged.Signatures, sig)
+				n++
+			}
 		}
-		if !slices.ContainsFunc(merged.Signatures, func(x SigstoreSignature) bool { return x.Digest == sig.Digest && x.Signer == sig.Signer }) {
-			merged.Signatures = append(merged.Signatures, sig)
-			added++
-		}
+		return n
 	}
+	added := add(found)
 	if added == 0 {
-		return 0, ferr
+		return 0, nil
 	}
-	if err := s.writeBundle(merged); err != nil {
-		return 0, errors.Join(ferr, fmt.Errorf("write signatures of %s: %w", repo, err))
+	if persist {
+		if disk, err := s.readBundle(repo); err == nil {
+			add(disk.Signatures)
+		}
+		if err := s.writeBundle(merged); err != nil {
+			return 0, fmt.Errorf("write signatures of %s: %w", repo, err)
+		}
 	}
 	s.mu.Lock()
 	if s.repos == nil {
@@ -345,7 +380,7 @@ func (s *SigstoreSource) SyncRepo(ctx context.Context, repo string) (int, error)
 	}
 	s.repos[repo] = merged
 	s.mu.Unlock()
-	return added, ferr
+	return added, nil
 }
 
 func (s *SigstoreSource) writeBundle(b *SigstoreBundle) error {
@@ -360,22 +395,25 @@ func (s *SigstoreSource) writeBundle(b *SigstoreBundle) error {
 	return WriteFileAtomic(p, data, 0o600)
 }
 
-// fetch lists repo's signature tags and returns the signatures that
-// verified with a configured key; the error reports the first problem
-// (unreachable registry, a signature that did not verify).
-func (s *SigstoreSource) fetch(ctx context.Context, repo string) ([]SigstoreSignature, error) {
+// fetch lists repo's tags and returns the signatures that verified with
+// a configured key: those of the tag scheme (sha256-<hex>.sig), and the
+// Sigstore bundles attached to digests through referrers (see
+// referrerDigests for which digests are asked). The error reports the
+// first problem (unreachable registry, a signature that did not verify).
+func (s *SigstoreSource) fetch(ctx context.Context, repo string, pulled []digest.Digest) ([]SigstoreSignature, error) {
 	r, err := name.NewRepository(repo, name.StrictValidation)
 	if err != nil {
 		return nil, fmt.Errorf("signatures of %s: %w", repo, err)
 	}
-	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuth(authn.Anonymous), remote.WithUserAgent("trustd")}, s.Options...)
+	opts := append([]remote.Option{remote.WithContext(ctx), remote.WithAuth(authn.Anonymous), remote.WithUserAgent("trustd"), remote.WithTransport(limitBodies(remote.DefaultTransport))}, s.Options...)
 	tags, err := remote.List(r, opts...)
 	if err != nil {
 		var te *transport.Error
 		if errors.As(err, &te) && te.StatusCode == 404 {
-			return nil, nil // no repository, no signatures
+			tags = nil // no repository: no tags (a pulled digest's referrers are still asked)
+		} else {
+			return nil, fmt.Errorf("signatures of %s: list tags: %w: %w", repo, ErrUnreachable, err)
 		}
-		return nil, fmt.Errorf("signatures of %s: list tags: %w: %w", repo, ErrUnreachable, err)
 	}
 	var out []SigstoreSignature
 	var problems []error
@@ -396,58 +434,40 @@ func (s *SigstoreSource) fetch(ctx context.Context, repo string) ([]SigstoreSign
 			problems = append(problems, fmt.Errorf("signatures of %s@%s: %w", repo, d, err))
 		}
 	}
+	ask, err := s.referrerDigests(repo, tags, pulled)
+	if err != nil {
+		problems = append(problems, fmt.Errorf("signatures of %s: %w", repo, err))
+	}
+	for _, d := range ask {
+		sigs, err := s.fetchReferrers(r, repo, d, opts)
+		out = append(out, sigs...)
+		if err != nil {
+			problems = append(problems, fmt.Errorf("signatures of %s@%s (referrers): %w", repo, d, err))
+		}
+	}
 	return out, errors.Join(problems...)
 }
 
-// fetchSigs reads one signature manifest and returns the signatures in it
-// that verify, for digest d of repo, with a configured key.
+// fetchSigs reads one signature manifest of the tag scheme and returns the
+// signatures in it that verify, for digest d of repo.
 func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, opts []remote.Option) ([]SigstoreSignature, error) {
 	desc, err := remote.Get(tag, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
-	if len(desc.Manifest) > maxSigManifest {
-		return nil, fmt.Errorf("signature manifest: %w", ErrTooLarge)
-	}
-	var mf v1.Manifest
-	if err := json.Unmarshal(desc.Manifest, &mf); err != nil {
-		return nil, fmt.Errorf("signature manifest: %w", err)
-	}
-	if len(mf.Layers) > maxSigLayers {
-		return nil, fmt.Errorf("signature manifest has %d layers (at most %d are read)", len(mf.Layers), maxSigLayers)
-	}
+	arts, problems := CosignArtifacts(desc.Manifest, "", remoteBlobs(tag.Context(), opts))
+	sigs, more := s.verifyArtifacts(repo, d, arts)
+	return sigs, errors.Join(append(problems, more...)...)
+}
+
+// verifyArtifacts returns the signatures among arts that verify as
+// signatures of digest d of repo. An artifact made by no signer the
+// policy names is skipped silently; any other failure (a signature for
+// another image, one that does not verify) is reported.
+func (s *SigstoreSource) verifyArtifacts(repo string, d digest.Digest, arts []cosign.Artifact) ([]SigstoreSignature, []error) {
 	var out []SigstoreSignature
 	var problems []error
-	for _, l := range mf.Layers {
-		b64, ok := l.Annotations[cosign.SignatureAnn]
-		if string(l.MediaType) != cosign.PayloadMediaType || !ok {
-			continue
-		}
-		if l.Size <= 0 || l.Size > maxSigPayload {
-			problems = append(problems, fmt.Errorf("payload %s: size %d", l.Digest, l.Size))
-			continue
-		}
-		sig, err := base64.StdEncoding.DecodeString(b64)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("payload %s: signature annotation: %w", l.Digest, err))
-			continue
-		}
-		payload, err := fetchBlob(tag.Context(), l, opts)
-		if err != nil {
-			problems = append(problems, fmt.Errorf("payload %s: %w", l.Digest, err))
-			continue
-		}
-		a := cosign.Artifact{
-			Payload: payload, Signature: sig,
-			Certificate: []byte(l.Annotations[cosign.CertificateAnn]),
-			Chain:       []byte(l.Annotations[cosign.ChainAnn]),
-		}
-		if rb := l.Annotations[cosign.BundleAnn]; rb != "" {
-			a.RekorBundle = json.RawMessage(rb)
-		}
-		if ts := l.Annotations[cosign.TimestampAnn]; ts != "" {
-			a.Timestamp = []byte(ts)
-		}
+	for _, a := range arts {
 		res, err := s.Verifier.Verify(&a, repo, d)
 		switch {
 		case err == nil:
@@ -456,33 +476,13 @@ func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, o
 			// Made by a signer the policy names but not for this image
 			// (a replayed or misplaced signature), or not verifiable:
 			// refused, and said.
-			problems = append(problems, fmt.Errorf("payload %s: %w", l.Digest, err))
+			problems = append(problems, fmt.Errorf("%s: %w", artifactName(&a), err))
 		}
 	}
-	return out, errors.Join(problems...)
+	return out, problems
 }
 
-func fetchBlob(repo name.Repository, l v1.Descriptor, opts []remote.Option) ([]byte, error) {
-	layer, err := remote.Layer(repo.Digest(l.Digest.String()), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
-	}
-	rc, err := layer.Compressed()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, maxSigPayload+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) != l.Size {
-		return nil, fmt.Errorf("the registry served %d bytes, the manifest says %d", len(b), l.Size)
-	}
-	if sum := sha256.Sum256(b); l.Digest.Algorithm != "sha256" || fmt.Sprintf("%x", sum) != l.Digest.Hex {
-		return nil, errors.New("the registry served other bytes")
-	}
-	return b, nil
-}
-
-var _ RepositorySource = (*SigstoreSource)(nil)
+var (
+	_ RepositorySource = (*SigstoreSource)(nil)
+	_ DigestSource     = (*SigstoreSource)(nil)
+)

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"github.com/trustd/trustd/cache/cosign"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/verify"
@@ -50,6 +51,18 @@ type RepositorySource interface {
 	PullDiscovered(now time.Time) int
 	// Index returns the source's current index.
 	Index() *verify.SourceIndex
+}
+
+// DigestSource is a RepositorySource whose trust data hangs off image
+// digests (cosign's referrers): at a pull it is told the digest pulled,
+// and it is told the digests of the images the node has.
+type DigestSource interface {
+	RepositorySource
+	// SyncPulledDigest is SyncPulled for a pull of digest d.
+	SyncPulledDigest(ctx context.Context, repo string, d digest.Digest, now time.Time) error
+	// WantDigest asks the source to keep repo in sync, and to look for
+	// the trust data of these digests of it.
+	WantDigest(repo string, ds ...digest.Digest)
 }
 
 // KeysSource is a source that can show a repository's keys (Notary's
@@ -334,14 +347,34 @@ func (s *Store) Want(repos ...string) {
 	}
 }
 
-// SyncRepository fetches, for a pull, one repository's trust data now from
-// the named source, when that source fetches per repository (Notary), and
-// returns the source's new index; nil when the source does not work that
-// way. A repository left without trust data is kept in sync in memory for
-// a while only (NotarySource.SyncPulled).
-func (s *Store) SyncRepository(ctx context.Context, source, repo string, now time.Time) (*verify.SourceIndex, error) {
+// WantImage is Want for an image the node has: repo, and digest d for
+// the sources that fetch per digest (DigestSource).
+func (s *Store) WantImage(repo string, d digest.Digest) {
+	for _, src := range s.sources {
+		switch ds := src.(type) {
+		case DigestSource:
+			ds.WantDigest(repo, d)
+		case RepositorySource:
+			ds.Want(repo)
+		}
+	}
+}
+
+// SyncRepository fetches, for a pull of digest d ("" when unknown), one
+// repository's trust data now from the named source, when that source
+// fetches per repository (Notary, Sigstore), and returns the source's new
+// index; nil when the source does not work that way. A repository left
+// without trust data is kept in sync in memory for a while only
+// (NotarySource.SyncPulled).
+func (s *Store) SyncRepository(ctx context.Context, source, repo string, d digest.Digest, now time.Time) (*verify.SourceIndex, error) {
 	if rs := s.repositorySource(source); rs != nil && rs.Covers(repo) {
-		if err := rs.SyncPulled(ctx, repo, now); err != nil {
+		var err error
+		if ds, ok := rs.(DigestSource); ok {
+			err = ds.SyncPulledDigest(ctx, repo, d, now)
+		} else {
+			err = rs.SyncPulled(ctx, repo, now)
+		}
+		if err != nil {
 			return nil, err
 		}
 		return rs.Index(), nil

@@ -32,6 +32,11 @@ const (
 	// BundleMediaType is the artifact type of a Sigstore bundle attached
 	// through referrers (cosign v3's default).
 	BundleMediaType = "application/vnd.dev.sigstore.bundle.v0.3+json"
+	// SigArtifactType is the artifact type (config media type) of a
+	// simple-signing signature manifest attached through referrers
+	// (`cosign sign --new-bundle-format=false
+	// --registry-referrers-mode=oci-1-1`).
+	SigArtifactType = "application/vnd.dev.cosign.artifact.sig.v1+json"
 
 	payloadType = "cosign container image signature"
 )

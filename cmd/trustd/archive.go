@@ -17,15 +17,17 @@ import (
 	"github.com/trustd/trustd/policy"
 )
 
-// verifyArchive judges every image in a docker save or OCI layout tar,
-// before it is loaded, from the cache only: one verdict per image and
-// name it would be loaded as. An image the archive has tampered with,
-// lacks content of, or gives no name is denied.
+// verifyArchive judges every image in a docker save or OCI layout tar (or
+// an OCI layout directory), before it is loaded, from the cache and the
+// cosign signatures the archive carries (verified with the policy's keys):
+// one verdict per image and name it would be loaded as. An image the
+// archive has tampered with, lacks content of, or gives no name is denied.
 //
 // asName, if set, is the reference an image without a name is loaded as
 // (`ctr images import --index-name`); the archive must then hold exactly
-// one such image.
-func verifyArchive(l *local.Local, path, asName, namespace string, jsonOut bool, stdout, stderr io.Writer) (int, error) {
+// one such image. With importSigs, the archive's signatures that verify
+// are written to the cache too.
+func verifyArchive(l *local.Local, path, asName, namespace string, importSigs, jsonOut bool, stdout, stderr io.Writer) (int, error) {
 	if asName != "" {
 		if _, err := policy.ParseRef(asName); err != nil {
 			return exitUsage, fmt.Errorf("--name: %w", err)
@@ -34,23 +36,21 @@ func verifyArchive(l *local.Local, path, asName, namespace string, jsonOut bool,
 	for _, e := range l.LoadErrors {
 		fmt.Fprintf(stderr, "trustd verify: warning: %v\n", e)
 	}
-	f, err := os.Open(path)
-	if err != nil {
-		return exitUsage, fmt.Errorf("archive: %w", err)
-	}
-	defer f.Close()
 	ctx, stop := signalContext()
 	defer stop()
-
-	var opts archive.Options
-	bar := newProgressBar(stderr, f)
-	if bar != nil {
-		opts.Progress = bar.update
-	}
-	a, err := archive.Read(ctxReader{ctx, f}, opts)
-	bar.clear()
+	a, err := readArchive(ctx, path, stderr)
 	if err != nil {
 		return exitUsage, fmt.Errorf("archive %s: %w", path, err)
+	}
+	lines, err := l.ArchiveSignatures(a, asName, importSigs)
+	for _, line := range lines {
+		fmt.Fprintf(stderr, "trustd verify: signatures: %s\n", line)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "trustd verify: warning: the archive's signatures: %v\n", err)
+	}
+	if importSigs && len(lines) > 0 {
+		reloadDaemonCache(l.Policy, "trustd verify --import", stderr, stderr)
 	}
 	if len(a.Images) == 0 {
 		fmt.Fprintf(stderr, "trustd verify: archive %s holds no image\n", path)
@@ -73,6 +73,27 @@ func verifyArchive(l *local.Local, path, asName, namespace string, jsonOut bool,
 		fmt.Fprintln(stdout, d.Message())
 	}
 	return code, nil
+}
+
+// readArchive reads the archive at path: a tar (docker save, OCI layout),
+// or an OCI layout directory.
+func readArchive(ctx context.Context, path string, stderr io.Writer) (*archive.Archive, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return archive.ReadDir(path, archive.Options{})
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var opts archive.Options
+	bar := newProgressBar(stderr, f)
+	if bar != nil {
+		opts.Progress = bar.update
+	}
+	a, err := archive.Read(ctxReader{ctx, f}, opts)
+	bar.clear()
+	return a, err
 }
 
 // ctxReader stops reading when ctx is done (Ctrl-C on a large archive).

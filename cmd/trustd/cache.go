@@ -79,16 +79,20 @@ func cmdCache(args []string, stdin io.Reader, stdout, stderr io.Writer) (int, er
 		return exitDenied, err
 	}
 	if op == "import" {
-		// A running daemon picks the new data up at its next sync round;
-		// ask it to reload now if it is there.
-		if c := daemonClient(p); c != nil {
-			var problems []string
-			if err := c.Get(context.Background(), "POST", "/v1/reload-cache", &problems); err != nil {
-				fmt.Fprintf(stderr, "trustd cache import: the running daemon did not reload its cache: %v\n", err)
-			} else {
-				fmt.Fprintln(out, "the running daemon reloaded its cache")
-			}
-		}
+		reloadDaemonCache(p, "trustd cache import", out, stderr)
 	}
 	return exitOK, nil
+}
+
+// reloadDaemonCache asks a running daemon to reload its cache from disk
+// now (it would pick new data up at its next sync round anyway).
+func reloadDaemonCache(p *policy.Policy, cmd string, out, stderr io.Writer) {
+	if c := daemonClient(p); c != nil {
+		var problems []string
+		if err := c.Get(context.Background(), "POST", "/v1/reload-cache", &problems); err != nil {
+			fmt.Fprintf(stderr, "%s: the running daemon did not reload its cache: %v\n", cmd, err)
+		} else {
+			fmt.Fprintln(out, "the running daemon reloaded its cache")
+		}
+	}
 }

@@ -110,8 +110,9 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 	fs, cfg := newFlags("verify", stderr)
 	ns := fs.String("namespace", "", "judge as a container in this Kubernetes namespace (default: as a pull, allowed if some namespace would allow it)")
 	jsonOut := fs.Bool("json", false, "one JSON object per image")
-	archive := fs.String("archive", "", "judge every image in a docker save or OCI layout tar")
-	asName := fs.String("name", "", "with --archive: the reference an image the archive gives no name is loaded as (as `ctr images import --index-name REF`)")
+	archive := fs.String("archive", "", "judge every image in a docker save or OCI layout tar, or an OCI layout directory (`cosign save --dir`), with the cosign signatures it carries")
+	asName := fs.String("name", "", "with --archive: the reference an image the archive gives no name is loaded as (as `ctr images import --index-name REF`, or `--base-name REPO --digests`)")
+	importSigs := fs.Bool("import", false, "with --archive: also write the cosign signatures the archive carries that verify into the node's cache (and have a running daemon reload it)")
 	images, err := parseInterleaved(fs, args)
 	if err != nil {
 		return exitUsage, err
@@ -124,7 +125,10 @@ func cmdVerify(args []string, stdout, stderr io.Writer) (int, error) {
 		if err != nil {
 			return exitUsage, err
 		}
-		return verifyArchive(l, *archive, *asName, *ns, *jsonOut, stdout, stderr)
+		return verifyArchive(l, *archive, *asName, *ns, *importSigs, *jsonOut, stdout, stderr)
+	}
+	if *importSigs {
+		return exitUsage, usageError{"--import goes with --archive"}
 	}
 	if len(images) == 0 {
 		return exitUsage, usageError{"usage: trustd verify [--namespace NS] [--json] IMAGE..."}

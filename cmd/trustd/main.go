@@ -165,8 +165,10 @@ Commands:
   sync                        refresh the trust cache from every source now
   verify [--namespace NS] [--json] IMAGE...
                               decide each image from the cache only (no network)
-  verify --archive FILE [--namespace NS] [--json]
-                              decide every image in a docker save or OCI layout tar before it is loaded
+  verify --archive FILE|DIR [--name REF] [--import] [--namespace NS] [--json]
+                              decide every image in a docker save or OCI layout tar (or an OCI
+                              layout directory: cosign save) before it is loaded, with the cosign
+                              signatures it carries; --import caches those that verify
   inspect [--json] REPOSITORY signed tags, digests and signers from the cache
   policy check [FILE]         parse and validate a policy file
   status [--json]             per source: last sync, versions, expiry

@@ -31,6 +31,14 @@ const (
 	// maxArchiveProblems the archive-wide ones.
 	maxImageProblems   = 20
 	maxArchiveProblems = 100
+
+	// cosign's OCI layouts (`cosign save`) mark each manifest of their
+	// index.json with its kind: the image, its signatures (tag scheme),
+	// its attestations.
+	annotationCosignKind = "kind"
+	cosignKindSigs       = "dev.cosignproject.cosign/sigs"
+	cosignKindAtts       = "dev.cosignproject.cosign/atts"
+	sigstoreBundlePrefix = "application/vnd.dev.sigstore.bundle"
 )
 
 // descKey identifies what a descriptor points to and how it is read.
@@ -102,7 +110,7 @@ type legacyManifest struct {
 
 // analyze turns the entries into images.
 func (s *scanner) analyze() (*Archive, error) {
-	a := &Archive{Size: s.size, blobs: map[digest.Digest][]byte{}}
+	a := &Archive{Size: s.size, blobs: map[digest.Digest][]byte{}, referrers: map[digest.Digest][]digest.Digest{}}
 	s.checkBlobs()
 
 	var images []*Image
@@ -124,7 +132,7 @@ func (s *scanner) analyze() (*Archive, error) {
 			return nil, err
 		}
 		a.Format = FormatOCI
-		images = s.ociImages(index)
+		images, a.SignatureManifests = s.ociImages(index)
 		if hasManifest {
 			// Docker's classic image store loads manifest.json instead.
 			a.Format = FormatDockerOCI
@@ -154,10 +162,21 @@ func (s *scanner) analyze() (*Archive, error) {
 		img.Problems = append(img.Problems, a.Problems...)
 		a.Images = append(a.Images, *img)
 	}
-	for _, e := range s.entries {
-		if e.kind == kindFile && !e.conflict && (e.class == classManifest || e.class == classIndex) {
-			a.blobs[e.sha256] = e.data
-			a.blobs[e.digest] = e.data
+	for _, name := range slices.Sorted(maps.Keys(s.entries)) {
+		e := s.entries[name]
+		if e.kind != kindFile || e.conflict || (e.class != classManifest && e.class != classIndex && e.class != classSignature) {
+			continue
+		}
+		a.blobs[e.sha256] = e.data
+		a.blobs[e.digest] = e.data
+		if e.class != classManifest {
+			continue
+		}
+		var m struct {
+			Subject *descriptor `json:"subject"`
+		}
+		if json.Unmarshal(e.data, &m) == nil && m.Subject != nil && m.Subject.Digest.Validate() == nil && !slices.Contains(a.referrers[m.Subject.Digest], e.sha256) {
+			a.referrers[m.Subject.Digest] = append(a.referrers[m.Subject.Digest], e.sha256)
 		}
 	}
 	return a, nil
@@ -238,10 +257,17 @@ func (s *scanner) metadata(what string, d descriptor) (e *entry, problem string,
 	return e, "", false
 }
 
-// ociImages reports the images of an OCI layout's index.json.
-func (s *scanner) ociImages(index manifestJSON) []*Image {
-	var out []*Image
+// ociImages reports the images of an OCI layout's index.json, and the
+// cosign signature manifests it lists (which are not images).
+func (s *scanner) ociImages(index manifestJSON) (out []*Image, sigs []digest.Digest) {
 	for _, d := range index.Manifests {
+		switch d.Annotations[annotationCosignKind] {
+		case cosignKindSigs:
+			sigs = append(sigs, d.Digest)
+			continue
+		case cosignKindAtts:
+			continue // attestations: neither an image nor a signature
+		}
 		img := &Image{ManifestDigest: d.Digest, MediaType: d.MediaType}
 		if n := d.Annotations[annotationImageName]; n != "" {
 			img.Names = append(img.Names, n)
@@ -266,7 +292,7 @@ func (s *scanner) ociImages(index manifestJSON) []*Image {
 		img.Platforms, img.ConfigDigest, img.Problems = r.platforms, r.config, slices.Clone(r.problems)
 		out = append(out, img)
 	}
-	return out
+	return out, sigs
 }
 
 // describe checks the manifest or index d and fills img from it.

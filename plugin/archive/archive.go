@@ -92,15 +92,30 @@ type Archive struct {
 	Problems []string `json:"problems,omitempty"`
 	// Size is the number of bytes read.
 	Size int64 `json:"size"`
+	// SignatureManifests are the cosign signature manifests (tag scheme)
+	// an OCI layout written by `cosign save` lists in its index.json
+	// (annotation kind = dev.cosignproject.cosign/sigs): signatures, not
+	// images. Their content is Blob's, when the archive holds it.
+	SignatureManifests []digest.Digest `json:"signature_manifests,omitempty"`
 
-	blobs map[digest.Digest][]byte // verified manifests and indexes
+	blobs     map[digest.Digest][]byte          // verified manifests, indexes and signature payloads
+	referrers map[digest.Digest][]digest.Digest // subject -> manifests that name it
 }
 
-// Blob returns the bytes of a manifest or index the archive holds under
-// digest d (its content hashes to d). The caller must not modify them.
+// Blob returns the bytes of a manifest, an index, or a cosign signature
+// payload or Sigstore bundle the archive holds under digest d (its content
+// hashes to d). The caller must not modify them.
 func (a *Archive) Blob(d digest.Digest) ([]byte, bool) {
 	b, ok := a.blobs[d]
 	return b, ok
+}
+
+// Referrers returns the digests of the manifests the archive holds that
+// name d as their subject (OCI 1.1 referrers: cosign's Sigstore bundles,
+// which `cosign save` writes among the blobs without listing them in
+// index.json), in a stable order.
+func (a *Archive) Referrers(d digest.Digest) []digest.Digest {
+	return a.referrers[d]
 }
 
 // Default limits of Options.

@@ -36,6 +36,7 @@ const (
 	classManifest           // an image manifest (has config or layers)
 	classIndex              // an image index (has manifests)
 	classConfig             // an image config (has rootfs)
+	classSignature          // a cosign simple-signing payload or a Sigstore bundle
 )
 
 // specialFiles are the archive's own metadata files, at its root.
@@ -514,6 +515,9 @@ func classify(name string, data []byte) jsonClass {
 		Layers    json.RawMessage `json:"layers"`
 		Manifests json.RawMessage `json:"manifests"`
 		RootFS    json.RawMessage `json:"rootfs"`
+		// A cosign simple-signing payload, a Sigstore bundle.
+		Critical  json.RawMessage `json:"critical"`
+		MediaType string          `json:"mediaType"`
 	}
 	if err := json.Unmarshal(data, &p); err != nil {
 		return classNone
@@ -526,6 +530,8 @@ func classify(name string, data []byte) jsonClass {
 		return classIndex
 	case set(p.Config) || set(p.Layers):
 		return classManifest
+	case set(p.Critical) || strings.HasPrefix(p.MediaType, sigstoreBundlePrefix):
+		return classSignature
 	}
 	return classNone
 }

@@ -416,8 +416,9 @@ func (d *Daemon) syncRound(ctx context.Context) []cache.SyncResult {
 	return out
 }
 
-// wantStoredImages asks the per-repository sources (Notary) to keep the
-// repositories of every image in containerd's store in sync.
+// wantStoredImages asks the per-repository sources (Notary, Sigstore) to
+// keep the repositories of every image in containerd's store in sync (and
+// the Sigstore sources to look for the signatures of their digests).
 func (d *Daemon) wantStoredImages(ctx context.Context, store *cache.Store) {
 	cl, err := d.ctrd.Client(ctx)
 	if err != nil {
@@ -431,13 +432,11 @@ func (d *Daemon) wantStoredImages(ctx context.Context, store *cache.Store) {
 		return
 	}
 	snap := d.engine.Snapshot()
-	var repos []string
 	for _, img := range imgs {
 		if ref, err := policy.ParseRef(img.Name); err == nil {
-			repos = append(repos, snap.Policy.Origin(ref.Repo))
+			store.WantImage(snap.Policy.Origin(ref.Repo), img.Target.Digest)
 		}
 	}
-	store.Want(repos...)
 }
 
 // refreshForPull fetches, at most every few seconds per repository, the
@@ -452,7 +451,7 @@ func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) (bool,
 	if err != nil {
 		return false, nil
 	}
-	key := dec.Source + "\x00" + ref.Repo
+	key := dec.Source + "\x00" + ref.Repo + "\x00" + string(dec.Digest)
 	d.mu.Lock()
 	if d.refreshed == nil {
 		d.refreshed = map[string]refreshed{}
@@ -469,7 +468,7 @@ func (d *Daemon) refreshForPull(ctx context.Context, dec verify.Decision) (bool,
 	store := d.store.Load()
 	ctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 	defer cancel()
-	si, err := store.SyncRepository(ctx, dec.Source, ref.Repo, store.Clock.Now())
+	si, err := store.SyncRepository(ctx, dec.Source, ref.Repo, dec.Digest, store.Clock.Now())
 	if err != nil {
 		d.Log.Warn("fetching trust data at pull failed", "source", dec.Source, "repository", ref.Repo, "error", err.Error())
 		d.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,9 +32,21 @@ func cosignKeyPair(t *testing.T, cosign string) (string, string) {
 // (REPO:sha256-HEX.sig), without a transparency log, as the README says.
 func cosignSign(t *testing.T, cosign, key, ref string) {
 	t.Helper()
-	cmd := exec.Command(cosign, "sign", "--key", key, "--tlog-upload=false", "--yes",
-		"--allow-insecure-registry", "--use-signing-config=false", "--new-bundle-format=false", ref)
+	cosignSignWith(t, cosign, key, ref, "--new-bundle-format=false")
+}
+
+// cosignSignWith signs ref with key, without a transparency log, in the
+// format flags choose (none: cosign v3's default, a Sigstore bundle
+// attached to the digest through referrers).
+func cosignSignWith(t *testing.T, cosign, key, ref string, flags ...string) {
+	t.Helper()
+	args := append([]string{"sign", "--key", key, "--tlog-upload=false", "--yes",
+		"--allow-insecure-registry", "--use-signing-config=false"}, flags...)
+	cmd := exec.Command(cosign, append(args, ref)...)
 	cmd.Env = append(os.Environ(), "COSIGN_PASSWORD=")
+	if slices.Contains(flags, "--registry-referrers-mode=oci-1-1") {
+		cmd.Env = append(cmd.Env, "COSIGN_EXPERIMENTAL=1") // cosign requires it for that mode
+	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("cosign sign %s: %v\n%s", ref, err, out)
 	}
@@ -88,37 +101,7 @@ func TestCosign(t *testing.T) {
 	id := cosignKeyID(t, pub)
 	repo := signed.repo(t)
 
-	d := s.Policy
-	doc := fmt.Sprintf(`# TestCosign (test/e2e/cosign_test.go)
-version = 1
-mode = "enforce"
-
-[daemon]
-cache_dir = %q
-refresh = "1s"
-nri_socket = %q
-containerd_address = %q
-containerd_namespace = "k8s.io"
-control_socket = %q
-
-[[source]]
-name = "cosign"
-kind = "sigstore"
-repositories = [%q]
-
-[[rule]]
-images = [%q]
-action = "verify"
-source = "cosign"
-keys = [%q]
-
-[[rule]]
-images = ["**"]
-action = "deny"
-`, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", reg+"/**", pub)
-	if err := os.WriteFile(s.PolicyPath, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeCosignPolicy(t, s, "TestCosign (test/e2e/cosign_test.go)", reg, pub)
 	s.Sync(t)
 	s.StartTrustd(t)
 	e.pod = s.Node.RunPod(t, "cosign", "default")
@@ -162,4 +145,41 @@ action = "deny"
 			t.Errorf("status:\n%s%s", st.Stdout, st.Stderr)
 		}
 	})
+}
+
+// writeCosignPolicy writes the stack's policy: one sigstore source over
+// reg, whose rule names the key pub; everything else denied.
+func writeCosignPolicy(t *testing.T, s *harness.Stack, title, reg, pub string) {
+	t.Helper()
+	d := s.Policy
+	doc := fmt.Sprintf(`# %s
+version = 1
+mode = "enforce"
+
+[daemon]
+cache_dir = %q
+refresh = "1s"
+nri_socket = %q
+containerd_address = %q
+containerd_namespace = "k8s.io"
+control_socket = %q
+
+[[source]]
+name = "cosign"
+kind = "sigstore"
+repositories = [%q]
+
+[[rule]]
+images = [%q]
+action = "verify"
+source = "cosign"
+keys = [%q]
+
+[[rule]]
+images = ["**"]
+action = "deny"
+`, title, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", reg+"/**", pub)
+	if err := os.WriteFile(s.PolicyPath, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }

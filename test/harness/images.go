@@ -340,3 +340,12 @@ func tarDir(dir, path string) (err error) {
 	}
 	return tw.Close()
 }
+
+// TarDir writes the tree under dir (an OCI layout directory, as `cosign
+// save --dir` writes it) to a tar file at path, as `tar -C dir -cf path .`.
+func TarDir(t TB, dir, path string) {
+	t.Helper()
+	if err := tarDir(dir, path); err != nil {
+		t.Fatalf("tar %s: %v", dir, err)
+	}
+}

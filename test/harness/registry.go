@@ -22,13 +22,17 @@ func StartRegistry(t TB) string {
 // StartStoppableRegistry is StartRegistry, and also returns a function
 // that stops the registry before cleanup (a test of decisions with the
 // registry gone); it may be called more than once.
-func StartStoppableRegistry(t TB) (string, func()) {
+//
+// Options are go-containerregistry's registry options (for instance
+// registry.WithReferrersSupport(true): the OCI 1.1 referrers API, which
+// the registry lacks by default).
+func StartStoppableRegistry(t TB, opts ...registry.Option) (string, func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("registry: %v", err)
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0)))}
+	srv := &http.Server{Handler: registry.New(append([]registry.Option{registry.Logger(log.New(io.Discard, "", 0))}, opts...)...)}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
