@@ -3,9 +3,13 @@ package cache
 import (
 	"context"
 	"errors"
+	"os"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/trustd/trustd/cache/cosign"
 )
 
 // lockProbe is a Fetcher that, on every fetch, tries to take the file lock
@@ -80,5 +84,40 @@ func TestNotaryWritesHoldTheRepositoryLock(t *testing.T) {
 	held.Unlock()
 	if err := <-done; err != nil {
 		t.Errorf("import after the lock was released: %v", err)
+	}
+}
+
+// TestSigstoreWritesHoldTheRepositoryLock: adding cosign signatures to the
+// cache (a pull, a sync, `verify --archive --import`) waits for the
+// repository's file lock, which a writer in another process may hold.
+func TestSigstoreWritesHoldTheRepositoryLock(t *testing.T) {
+	k, key := testKey(t)
+	repo := "registry.corp.example/apps/web"
+	d := digest.FromString("image")
+	src := &SigstoreSource{SourceName: "cosign", Dir: t.TempDir(), Repositories: mustPatterns(t, "registry.corp.example/**"), Verifier: &cosign.Verifier{Keys: []cosign.Key{key}}}
+	payload := cosignPayload(repo, d)
+	art := cosign.Artifact{Payload: payload, Signature: ecSign(t, k, payload)}
+
+	held, err := lockFile(repoLockPath(src.Dir, repo), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, _, err := src.AddSignatures(repo, d, []cosign.Artifact{art}, true)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		held.Unlock()
+		t.Fatalf("signatures written without the repository's lock (err %v)", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held.Unlock()
+	if err := <-done; err != nil {
+		t.Fatalf("after the lock was released: %v", err)
+	}
+	if _, err := os.Stat(src.bundlePath(repo)); err != nil {
+		t.Errorf("signatures not written: %v", err)
 	}
 }

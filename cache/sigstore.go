@@ -367,6 +367,13 @@ func (s *SigstoreSource) merge(repo string, found []SigstoreSignature, persist b
 		return 0, nil
 	}
 	if persist {
+		// Under the repository's file lock, from reading what is on disk
+		// (another process may have added signatures) to the rename.
+		l, err := lockRepo(s.Dir, repo)
+		if err != nil {
+			return 0, err
+		}
+		defer l.Unlock()
 		if disk, err := s.readBundle(repo); err == nil {
 			add(disk.Signatures)
 		}
