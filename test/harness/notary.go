@@ -30,6 +30,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trustd/trustd/internal/testtuf"
 )
 
 // Debian's notary package (0.7.0, installed by test/tools.sh) provides the
@@ -157,7 +159,7 @@ func (s *NotaryServer) start() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.ConfigPath, cfg); err != nil {
+	if err := testtuf.WriteFileAtomic(s.ConfigPath, cfg); err != nil {
 		return err
 	}
 	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -349,7 +351,7 @@ func NewNotaryClient(t TB, serverURL string) *NotaryClient {
 	if err := os.MkdirAll(c.TrustDir, 0o700); err != nil {
 		t.Fatalf("notary client: %v", err)
 	}
-	if err := writeFileAtomic(c.configPath, cfg); err != nil {
+	if err := testtuf.WriteFileAtomic(c.configPath, cfg); err != nil {
 		t.Fatalf("notary client: %v", err)
 	}
 	t.Cleanup(func() {

@@ -12,6 +12,7 @@ import (
 	"text/template"
 
 	"github.com/distribution/reference"
+	"github.com/trustd/trustd/internal/testtuf"
 )
 
 // PolicyConfig fills the host policy file the end-to-end tests use: one TUF
@@ -78,7 +79,7 @@ func WritePolicy(t TB, path string, cfg PolicyConfig) {
 	if err := policyTemplate.Execute(&buf, cfg); err != nil {
 		t.Fatalf("policy: %v", err)
 	}
-	if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+	if err := testtuf.WriteFileAtomic(path, buf.Bytes()); err != nil {
 		t.Fatalf("policy: %v", err)
 	}
 }
