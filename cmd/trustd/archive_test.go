@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -114,30 +113,7 @@ func archiveFixture(t *testing.T) (string, *archiveImages) {
 	if err := repo.Publish(); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "policy.toml")
-	policy := fmt.Sprintf(`version = 1
-mode = "enforce"
-[daemon]
-cache_dir = %q
-control_socket = %q
-[[source]]
-name = "corp"
-kind = "tuf"
-url = %q
-root = %q
-repositories = [%q]
-[[rule]]
-images = [%q]
-action = "verify"
-source = "corp"
-[[rule]]
-images = ["**"]
-action = "deny"
-`, filepath.Join(dir, "cache"), filepath.Join(dir, "trustd.sock"), repo.URL(), repo.RootPath(), host+"/**", host+"/demo/**")
-	if err := os.WriteFile(cfg, []byte(policy), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeTUFPolicy(t, t.TempDir(), repo.URL(), repo.RootPath(), host)
 	if code, out, errs := trustd(t, "sync", "--config", cfg); code != 0 {
 		t.Fatalf("sync: %d %s %s", code, out, errs)
 	}

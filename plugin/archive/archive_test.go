@@ -15,6 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
 	"github.com/trustd/trustd/internal/testimage"
 )
 

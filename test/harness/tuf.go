@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/theupdateframework/go-tuf/v2/metadata"
+
 	"github.com/trustd/trustd/internal/testtuf"
 )
 
