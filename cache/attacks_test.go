@@ -341,7 +341,9 @@ func TestTUFWrongKey(t *testing.T) {
 
 // TestTUFKeyCompromiseBelowThreshold: with targets at threshold 2, an
 // attacker holding one targets key cannot sign targets alone; both keys
-// together can (the control).
+// together can (the control). The repository is signed by hand, not with
+// internal/testtuf: the attack needs a targets role of threshold 2 signed
+// by fewer keys, which a well-formed builder never writes.
 func TestTUFKeyCompromiseBelowThreshold(t *testing.T) {
 	newSigner := func() (*metadata.Key, signature.Signer) {
 		pub, priv, _ := ed25519.GenerateKey(rand.Reader)

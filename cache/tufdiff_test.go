@@ -189,6 +189,14 @@ func slicesIndex(roles []diffRole, name string) int {
 
 // buildDiffRepo signs the graph into repository files (consistent
 // snapshots off) and returns them with the root to pin.
+//
+// It signs with go-tuf's metadata API directly rather than with
+// internal/testtuf (the well-formed repositories of the other tests) or
+// trustd's publisher (cache/publish): the differential needs graphs no
+// well-formed builder makes (expired and unpublished roles, keys shared
+// across roles, sha512-only targets, hash prefixes outside hex), and
+// metadata trustd did not write, so that trustd's reader is compared with
+// go-tuf's on bytes neither side made.
 func buildDiffRepo(t testing.TB, roles []diffRole, now time.Time) (mapFetcher, []byte) {
 	keys := diffKeyPool(t)
 	top := keys[4]

@@ -1,6 +1,8 @@
 package verify
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -10,59 +12,19 @@ import (
 	"github.com/trustd/trustd/policy"
 )
 
-const testPolicy = `version = 1
-mode = "enforce"
+// testPolicy is testdata/policies/decide.toml: a TUF and a Notary source,
+// rules with every action, a per-rule mode, signers with a threshold, and a
+// namespace restriction.
+var testPolicy = readTestdata("policies/decide.toml")
 
-[[source]]
-name = "corp"
-kind = "tuf"
-url = "https://tuf.example.com/"
-root = "root.json"
-repositories = ["registry.example.com/**"]
-
-[[source]]
-name = "hub"
-kind = "notary"
-url = "https://notary.example.com"
-repositories = ["docker.io/**"]
-trust_on_first_use = true
-
-[[rule]]
-images = ["registry.example.com/apps/**"]
-action = "verify"
-source = "corp"
-
-[[rule]]
-images = ["registry.example.com/apps/audited"]
-action = "verify"
-source = "corp"
-mode = "audit"
-
-[[rule]]
-images = ["docker.io/library/*"]
-action = "verify"
-source = "hub"
-
-[[rule]]
-images = ["docker.io/team/*"]
-action = "verify"
-source = "hub"
-signers = ["targets/a", "targets/b"]
-threshold = 2
-
-[[rule]]
-images = ["registry.example.com/dev/**"]
-namespaces = ["dev"]
-action = "allow"
-
-[[rule]]
-images = ["registry.k8s.io/pause"]
-action = "allow"
-
-[[rule]]
-images = ["**"]
-action = "deny"
-`
+// readTestdata returns the file name under testdata.
+func readTestdata(name string) string {
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
 
 func dg(s string) digest.Digest { return digest.FromString(s) }
 

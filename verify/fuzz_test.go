@@ -2,7 +2,10 @@ package verify_test
 
 import (
 	"errors"
+	"fmt"
 	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strconv"
 	"strings"
@@ -15,125 +18,24 @@ import (
 	"github.com/trustd/trustd/verify"
 )
 
-// fuzzPolicies are the policies FuzzDecide draws from: together they use
-// every action, mode, namespace restriction, mirror and signer setting.
-var fuzzPolicies = []string{
-	// 0: TUF and Notary sources, signers and thresholds, namespaces.
-	`version = 1
-[[source]]
-name = "corp"
-kind = "tuf"
-url = "https://tuf.example.com/"
-root = "root.json"
-repositories = ["registry.example.com/**"]
-[[source]]
-name = "hub"
-kind = "notary"
-url = "https://notary.example.com"
-repositories = ["docker.io/**"]
-[[rule]]
-images = ["registry.example.com/**"]
-action = "verify"
-source = "corp"
-[[rule]]
-images = ["registry.example.com/apps/audited"]
-action = "verify"
-source = "corp"
-mode = "audit"
-[[rule]]
-images = ["docker.io/library/*"]
-action = "verify"
-source = "hub"
-[[rule]]
-images = ["docker.io/team/*"]
-action = "verify"
-source = "hub"
-signers = ["targets/a", "targets/b"]
-threshold = 2
-[[rule]]
-images = ["registry.example.com/dev/**"]
-namespaces = ["dev", "team-*"]
-action = "allow"
-[[rule]]
-images = ["registry.k8s.io/pause"]
-action = "allow"
-[[rule]]
-images = ["**"]
-action = "deny"
-`,
-	// 1: mirrors, per-rule off, no catch-all.
-	`version = 1
-[[source]]
-name = "hub"
-kind = "notary"
-url = "https://notary.example.com"
-repositories = ["docker.io/**"]
-[[rule]]
-images = ["docker.io/**"]
-action = "verify"
-source = "hub"
-[[rule]]
-images = ["docker.io/legacy/*"]
-action = "verify"
-source = "hub"
-mode = "off"
-[[rule]]
-images = ["quay.io/*/app", "*.example.org/**"]
-namespaces = ["prod"]
-action = "deny"
-[[mirror]]
-from = "mirror.example:5000/hub"
-to = "docker.io"
-[[mirror]]
-from = "localhost:5000"
-to = "registry.example.com/apps"
-`,
-	// 2: global audit, a rule that enforces, a source never loaded,
-	// offline grace.
-	`version = 1
-mode = "audit"
-[daemon]
-offline_grace = "6h"
-[[source]]
-name = "corp"
-kind = "tuf"
-url = "https://tuf.example.com/"
-root = "root.json"
-repositories = ["registry.example.com/**"]
-[[source]]
-name = "missing"
-kind = "tuf"
-url = "https://tuf.missing.example/"
-root = "root.json"
-repositories = ["**"]
-[[rule]]
-images = ["registry.example.com/**"]
-action = "verify"
-source = "corp"
-threshold = 2
-[[rule]]
-images = ["registry.example.com/apps/web"]
-action = "verify"
-source = "corp"
-signers = ["targets"]
-mode = "enforce"
-[[rule]]
-images = ["**"]
-namespaces = ["kube-*"]
-action = "verify"
-source = "missing"
-[[rule]]
-images = ["**"]
-action = "deny"
-`,
-	// 3: global off.
-	`version = 1
-mode = "off"
-[[rule]]
-images = ["**"]
-action = "deny"
-`,
-}
+// fuzzPolicies are the policies FuzzDecide draws from, by number:
+// testdata/policies/fuzz-<n>-*.toml. Together they use every action, mode,
+// namespace restriction, mirror and signer setting.
+var fuzzPolicies = func() []string {
+	paths, err := filepath.Glob(filepath.Join("testdata", "policies", "fuzz-*.toml"))
+	if err != nil || len(paths) == 0 {
+		panic(fmt.Sprintf("fuzz policies: %v (%d files)", err, len(paths)))
+	}
+	var out []string
+	for _, p := range paths { // sorted: fuzz-0-… first
+		b, err := os.ReadFile(p)
+		if err != nil {
+			panic(err)
+		}
+		out = append(out, string(b))
+	}
+	return out
+}()
 
 // fuzzDigests are the digests the fuzzer can pick by number: the signed
 // ones of fuzzIndex and the configs and manifests they cover.

@@ -37,25 +37,7 @@ func sigstorePolicy(t *testing.T) (*policy.Policy, string, string) {
 		}
 		ids = append(ids, id)
 	}
-	doc := `version = 1
-[[source]]
-name = "cosign"
-kind = "sigstore"
-repositories = ["registry.corp.example/**"]
-
-[[rule]]
-images = ["registry.corp.example/apps/**"]
-action = "verify"
-source = "cosign"
-keys = ["a.pub"]
-
-[[rule]]
-images = ["registry.corp.example/team/**"]
-action = "verify"
-source = "cosign"
-keys = ["a.pub", "b.pub"]
-threshold = 2
-`
+	doc := readTestdata("policies/sigstore.toml") // keys a.pub and b.pub are written above
 	path := filepath.Join(dir, "policy.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)

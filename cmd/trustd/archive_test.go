@@ -1,12 +1,8 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,12 +10,12 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache"
+	"github.com/trustd/trustd/internal/testimage"
 	"github.com/trustd/trustd/plugin/local"
 	"github.com/trustd/trustd/test/harness"
 	"github.com/trustd/trustd/verify"
@@ -117,30 +113,7 @@ func archiveFixture(t *testing.T) (string, *archiveImages) {
 	if err := repo.Publish(); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "policy.toml")
-	policy := fmt.Sprintf(`version = 1
-mode = "enforce"
-[daemon]
-cache_dir = %q
-control_socket = %q
-[[source]]
-name = "corp"
-kind = "tuf"
-url = %q
-root = %q
-repositories = [%q]
-[[rule]]
-images = [%q]
-action = "verify"
-source = "corp"
-[[rule]]
-images = ["**"]
-action = "deny"
-`, filepath.Join(dir, "cache"), filepath.Join(dir, "trustd.sock"), repo.URL(), repo.RootPath(), host+"/**", host+"/demo/**")
-	if err := os.WriteFile(cfg, []byte(policy), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cfg := writeTUFPolicy(t, t.TempDir(), repo.URL(), repo.RootPath(), host)
 	if code, out, errs := trustd(t, "sync", "--config", cfg); code != 0 {
 		t.Fatalf("sync: %d %s %s", code, out, errs)
 	}
@@ -164,41 +137,17 @@ func cacheManifest(t *testing.T, cfg string, raw []byte) {
 // removes blobs from it, as a single-platform save does.
 func layoutTar(t *testing.T, path, ref string, idx v1.ImageIndex, drop ...v1.Image) {
 	t.Helper()
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.AppendIndex(idx, layout.WithAnnotations(map[string]string{"io.containerd.image.name": ref})); err != nil {
-		t.Fatal(err)
-	}
+	var hashes []v1.Hash
 	for _, img := range drop {
-		d, _ := harness.ManifestOf(t, img)
-		if err := os.Remove(filepath.Join(dir, "blobs", "sha256", d.Encoded())); err != nil {
+		h, err := img.Digest()
+		if err != nil {
 			t.Fatal(err)
 		}
+		hashes = append(hashes, h)
 	}
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err = tw.Write(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
+	entries := []testimage.Layout{{Index: idx, Annotations: map[string]string{"io.containerd.image.name": ref}}}
+	if err := testimage.OCILayout(&buf, entries, hashes...); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
@@ -213,32 +162,11 @@ func rewriteTar(t *testing.T, src, dst string, fn func(name string, data []byte)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(in))
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		data, err := io.ReadAll(tr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		data = fn(h.Name, data)
-		h.Size = int64(len(data))
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write(data)
-	}
-	if err := tw.Close(); err != nil {
+	out, err := testimage.Rewrite(in, fn)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(dst, out, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -3,11 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"text/template"
 
 	"github.com/opencontainers/go-digest"
 
@@ -21,29 +22,32 @@ func trustd(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
+// writePolicy writes dir/policy.toml: enforce, a cache and control socket
+// in dir, the TUF source at tufURL pinned to root for 127.0.0.1:5000/**,
+// verify 127.0.0.1:5000/demo/**, deny the rest.
 func writePolicy(t *testing.T, dir, tufURL, root string) string {
 	t.Helper()
+	return writeTUFPolicy(t, dir, tufURL, root, "127.0.0.1:5000")
+}
+
+// tufPolicy is testdata/tuf-policy.toml.tmpl: q quotes its arguments
+// joined; .Dir is the test's directory, .Registry the registry host, .TUFURL
+// and .TUFRoot the TUF source's URL and pinned root.
+var tufPolicy = template.Must(template.New("tuf-policy.toml.tmpl").Funcs(template.FuncMap{
+	"q": func(s ...string) string { return strconv.Quote(strings.Join(s, "")) },
+}).ParseFiles("testdata/tuf-policy.toml.tmpl"))
+
+// writeTUFPolicy writes dir/policy.toml from testdata/tuf-policy.toml.tmpl
+// for the registry host registry.
+func writeTUFPolicy(t *testing.T, dir, tufURL, root, registry string) string {
+	t.Helper()
+	var buf bytes.Buffer
+	err := tufPolicy.Execute(&buf, struct{ Dir, TUFURL, TUFRoot, Registry string }{dir, tufURL, root, registry})
+	if err != nil {
+		t.Fatal(err)
+	}
 	p := filepath.Join(dir, "policy.toml")
-	body := fmt.Sprintf(`version = 1
-mode = "enforce"
-[daemon]
-cache_dir = %q
-control_socket = %q
-[[source]]
-name = "corp"
-kind = "tuf"
-url = %q
-root = %q
-repositories = ["127.0.0.1:5000/**"]
-[[rule]]
-images = ["127.0.0.1:5000/demo/**"]
-action = "verify"
-source = "corp"
-[[rule]]
-images = ["**"]
-action = "deny"
-`, filepath.Join(dir, "cache"), filepath.Join(dir, "trustd.sock"), tufURL, root)
-	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+	if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -1,34 +1,21 @@
 package gen
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/sha512"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"time"
 
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
-
+	"github.com/trustd/trustd/internal/testnotary"
 	"github.com/trustd/trustd/verify/notary"
 )
 
-// Notary key types and signature method, as Notary names them.
-const (
-	keyECDSA     = "ecdsa"
-	keyECDSAX509 = "ecdsa-x509"
-	methodECDSA  = "ecdsa"
-	roleReleases = "targets/releases"
-)
+const roleReleases = "targets/releases"
 
 // NotaryKeys are the keys that sign generated Notary repositories. One set
 // signs any number of GUNs: each GUN gets its own root certificate (its
@@ -56,20 +43,10 @@ func NewNotaryKeys(withCA bool, now time.Time) (*NotaryKeys, error) {
 		if err != nil {
 			return nil, err
 		}
-		tmpl := &x509.Certificate{
-			SerialNumber:          big.NewInt(1),
-			Subject:               pkix.Name{CommonName: "trustd generated CA"},
-			NotBefore:             now.AddDate(-1, 0, 0),
-			NotAfter:              now.AddDate(20, 0, 0),
-			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+		k.CA, err = testnotary.Cert(key, testnotary.CertOptions{
+			CommonName: "trustd generated CA", NotBefore: now.AddDate(-1, 0, 0), NotAfter: now.AddDate(20, 0, 0), CA: true,
+		})
 		if err != nil {
-			return nil, err
-		}
-		if k.CA, err = x509.ParseCertificate(der); err != nil {
 			return nil, err
 		}
 		k.CAKey = key
@@ -82,101 +59,21 @@ func (k *NotaryKeys) CAPEM() []byte {
 	if k.CA == nil {
 		return nil
 	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.CA.Raw})
+	return testnotary.CertPEM(k.CA)
 }
 
-// rootCert makes the PEM certificate of the root key for gun.
-func (k *NotaryKeys) rootCert(gun string, now time.Time) ([]byte, error) {
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: gun},
-		NotBefore:             now.AddDate(-1, 0, 0),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		BasicConstraintsValid: true,
-	}
-	parent, signer := tmpl, k.Root
+// rootKey is the root key of gun: the root key with a certificate for gun.
+func (k *NotaryKeys) rootKey(gun string, now time.Time) (*testnotary.Key, error) {
+	o := testnotary.CertOptions{CommonName: gun, NotBefore: now.AddDate(-1, 0, 0), NotAfter: now.AddDate(10, 0, 0)}
 	if k.CA != nil {
-		parent, signer = k.CA, k.CAKey
+		o.Issuer, o.IssuerKey = k.CA, k.CAKey
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &k.Root.PublicKey, signer)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
+	return testnotary.CertKey(k.Root, o)
 }
 
-// pubKey is a public key as Notary lists it.
-type pubKey struct {
-	typ    string
-	public []byte
-	id     string
+func signNotary(signed map[string]any, key *testnotary.Key) ([]byte, error) {
+	return testnotary.Sign(signed, testnotary.Signature{Key: key})
 }
-
-func newPubKey(typ string, public []byte) (pubKey, error) {
-	c, err := cjson.EncodeCanonical(map[string]any{
-		"keytype": typ,
-		"keyval":  map[string]any{"private": nil, "public": base64.StdEncoding.EncodeToString(public)},
-	})
-	if err != nil {
-		return pubKey{}, err
-	}
-	sum := sha256.Sum256(c)
-	return pubKey{typ: typ, public: public, id: hex.EncodeToString(sum[:])}, nil
-}
-
-func ecdsaPubKey(k *ecdsa.PrivateKey) (pubKey, error) {
-	der, err := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	if err != nil {
-		return pubKey{}, err
-	}
-	return newPubKey(keyECDSA, der)
-}
-
-func (k pubKey) json() map[string]any {
-	return map[string]any{"keytype": k.typ, "keyval": map[string]any{"private": nil, "public": base64.StdEncoding.EncodeToString(k.public)}}
-}
-
-// signNotary wraps the signed object in Notary's envelope, signed by key
-// (listed under keyID): raw r‖s ECDSA over SHA-256 of the canonical JSON.
-// The canonical bytes are spliced in as they are: canonical JSON is JSON.
-func signNotary(signed map[string]any, keyID string, key *ecdsa.PrivateKey) ([]byte, error) {
-	canonical, err := cjson.EncodeCanonical(signed)
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(canonical)
-	r, s, err := ecdsa.Sign(rand.Reader, key, sum[:])
-	if err != nil {
-		return nil, err
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	var b bytes.Buffer
-	b.Grow(len(canonical) + 256)
-	b.WriteString(`{"signed":`)
-	b.Write(canonical)
-	fmt.Fprintf(&b, `,"signatures":[{"keyid":%q,"method":%q,"sig":%q}]}`, keyID, methodECDSA, base64.StdEncoding.EncodeToString(sig))
-	return b.Bytes(), nil
-}
-
-// fileMeta is Notary's FileMeta of b: length, sha256 and sha512.
-func fileMeta(b []byte) map[string]any {
-	s256 := sha256.Sum256(b)
-	s512 := sha512.Sum512(b)
-	return map[string]any{"length": len(b), "hashes": map[string]any{
-		"sha256": base64.StdEncoding.EncodeToString(s256[:]),
-		"sha512": base64.StdEncoding.EncodeToString(s512[:]),
-	}}
-}
-
-func notaryExpires(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
 // NotaryOptions shape one generated Notary repository.
 type NotaryOptions struct {
@@ -253,40 +150,36 @@ func NewNotaryRepo(keys *NotaryKeys, o NotaryOptions) (*NotaryRepo, error) {
 	if name == nil {
 		name = func(j int) string { return NotaryTagName(o.Tags, j) }
 	}
-	expires := notaryExpires(o.Now.Add(o.Expires))
+	expires := testnotary.Expires(o.Now.Add(o.Expires))
 
-	certPEM, err := keys.rootCert(o.GUN, o.Now)
+	rootKey, err := keys.rootKey(o.GUN, o.Now)
 	if err != nil {
 		return nil, err
 	}
-	rootKey, err := newPubKey(keyECDSAX509, certPEM)
-	if err != nil {
-		return nil, err
-	}
-	pub := map[string]pubKey{}
+	pub := map[string]*testnotary.Key{}
 	for role, k := range map[string]*ecdsa.PrivateKey{"targets": keys.Targets, "snapshot": keys.Snapshot, "timestamp": keys.Timestamp, roleReleases: keys.Releases} {
-		if pub[role], err = ecdsaPubKey(k); err != nil {
+		if pub[role], err = testnotary.PKIXKey(testnotary.KeyECDSA, k); err != nil {
 			return nil, err
 		}
 	}
-	r := &NotaryRepo{GUN: o.GUN, RootKeyID: rootKey.id, Files: notary.Files{Delegations: map[string][]byte{}}}
+	r := &NotaryRepo{GUN: o.GUN, RootKeyID: rootKey.ID, Files: notary.Files{Delegations: map[string][]byte{}}}
 
 	rootSigned := map[string]any{
-		"_type": "Root", "consistent_snapshot": false, "version": o.Version, "expires": notaryExpires(o.Now.Add(10 * 365 * 24 * time.Hour)),
+		"_type": "Root", "consistent_snapshot": false, "version": o.Version, "expires": testnotary.Expires(o.Now.Add(10 * 365 * 24 * time.Hour)),
 		"keys": map[string]any{
-			rootKey.id:          rootKey.json(),
-			pub["targets"].id:   pub["targets"].json(),
-			pub["snapshot"].id:  pub["snapshot"].json(),
-			pub["timestamp"].id: pub["timestamp"].json(),
+			rootKey.ID:          rootKey.JSON(),
+			pub["targets"].ID:   pub["targets"].JSON(),
+			pub["snapshot"].ID:  pub["snapshot"].JSON(),
+			pub["timestamp"].ID: pub["timestamp"].JSON(),
 		},
 		"roles": map[string]any{
-			"root":      map[string]any{"keyids": []any{rootKey.id}, "threshold": 1},
-			"targets":   map[string]any{"keyids": []any{pub["targets"].id}, "threshold": 1},
-			"snapshot":  map[string]any{"keyids": []any{pub["snapshot"].id}, "threshold": 1},
-			"timestamp": map[string]any{"keyids": []any{pub["timestamp"].id}, "threshold": 1},
+			"root":      map[string]any{"keyids": []any{rootKey.ID}, "threshold": 1},
+			"targets":   map[string]any{"keyids": []any{pub["targets"].ID}, "threshold": 1},
+			"snapshot":  map[string]any{"keyids": []any{pub["snapshot"].ID}, "threshold": 1},
+			"timestamp": map[string]any{"keyids": []any{pub["timestamp"].ID}, "threshold": 1},
 		},
 	}
-	if r.Files.Root, err = signNotary(rootSigned, rootKey.id, keys.Root); err != nil {
+	if r.Files.Root, err = signNotary(rootSigned, rootKey); err != nil {
 		return nil, err
 	}
 	if o.SameRootAs != nil {
@@ -315,36 +208,36 @@ func NewNotaryRepo(keys *NotaryKeys, o NotaryOptions) (*NotaryRepo, error) {
 	if o.Releases > 0 {
 		rel := pub[roleReleases]
 		delegations = map[string]any{
-			"keys":  map[string]any{rel.id: rel.json()},
-			"roles": []any{map[string]any{"name": roleReleases, "keyids": []any{rel.id}, "threshold": 1, "paths": []any{""}}},
+			"keys":  map[string]any{rel.ID: rel.JSON()},
+			"roles": []any{map[string]any{"name": roleReleases, "keyids": []any{rel.ID}, "threshold": 1, "paths": []any{""}}},
 		}
 	}
 	if r.Files.Targets, err = signNotary(map[string]any{
 		"_type": "Targets", "version": o.Version, "expires": expires, "targets": targetsMeta, "delegations": delegations,
-	}, pub["targets"].id, keys.Targets); err != nil {
+	}, pub["targets"]); err != nil {
 		return nil, err
 	}
-	snapMeta := map[string]any{"root": fileMeta(r.Files.Root), "targets": fileMeta(r.Files.Targets)}
+	snapMeta := map[string]any{"root": testnotary.FileMeta(r.Files.Root), "targets": testnotary.FileMeta(r.Files.Targets)}
 	if o.Releases > 0 {
 		b, err := signNotary(map[string]any{
 			"_type": "Targets", "version": o.Version, "expires": expires, "targets": releasesMeta,
 			"delegations": map[string]any{"keys": map[string]any{}, "roles": []any{}},
-		}, pub[roleReleases].id, keys.Releases)
+		}, pub[roleReleases])
 		if err != nil {
 			return nil, err
 		}
 		r.Files.Delegations[roleReleases] = b
-		snapMeta[roleReleases] = fileMeta(b)
+		snapMeta[roleReleases] = testnotary.FileMeta(b)
 	}
 	if r.Files.Snapshot, err = signNotary(map[string]any{
 		"_type": "Snapshot", "version": o.Version, "expires": expires, "meta": snapMeta,
-	}, pub["snapshot"].id, keys.Snapshot); err != nil {
+	}, pub["snapshot"]); err != nil {
 		return nil, err
 	}
 	if r.Files.Timestamp, err = signNotary(map[string]any{
-		"_type": "Timestamp", "version": o.Version, "expires": notaryExpires(o.Now.Add(o.TimestampExpires)),
-		"meta": map[string]any{"snapshot": fileMeta(r.Files.Snapshot)},
-	}, pub["timestamp"].id, keys.Timestamp); err != nil {
+		"_type": "Timestamp", "version": o.Version, "expires": testnotary.Expires(o.Now.Add(o.TimestampExpires)),
+		"meta": map[string]any{"snapshot": testnotary.FileMeta(r.Files.Snapshot)},
+	}, pub["timestamp"]); err != nil {
 		return nil, err
 	}
 	return r, nil

@@ -1,17 +1,13 @@
 package gen
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
-	"fmt"
 	"os"
-	"path/filepath"
 	"time"
 
-	"github.com/sigstore/sigstore/pkg/signature"
-	"github.com/theupdateframework/go-tuf/v2/metadata"
+	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/internal/testtuf"
 )
 
 // TUFOptions shape a generated standard TUF repository.
@@ -44,31 +40,10 @@ type TUFRepo struct {
 	Bytes int64
 }
 
-type tufSigner struct {
-	signer signature.Signer
-	key    *metadata.Key
-}
-
-func newTUFSigner() (*tufSigner, error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	s, err := signature.LoadED25519Signer(priv)
-	if err != nil {
-		return nil, err
-	}
-	k, err := metadata.KeyFromPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return &tufSigner{signer: s, key: k}, nil
-}
-
-// WriteTUFRepo generates a repository in dir (created): top-level targets
-// delegates every target to succinct hash bins, each bin signed with the
-// bins' ed25519 key, as TAP 15 describes; root, targets, snapshot and
-// timestamp have a key each.
+// WriteTUFRepo generates a repository in dir (created) with testtuf:
+// top-level targets delegates every target to succinct hash bins, each bin
+// signed with the bins' ed25519 key, as TAP 15 describes; root, targets,
+// snapshot and timestamp have a key each. Every role is version 1.
 func WriteTUFRepo(dir string, o TUFOptions) (*TUFRepo, error) {
 	if o.Repos <= 0 || o.TagsPerRepo <= 0 {
 		return nil, errors.New("gen: TUFOptions needs Repos and TagsPerRepo")
@@ -89,113 +64,45 @@ func WriteTUFRepo(dir string, o TUFOptions) (*TUFRepo, error) {
 			o.BitLength++
 		}
 	}
-	expires := o.Now.UTC().Add(o.Expires).Truncate(time.Second)
-	r := &TUFRepo{Dir: filepath.Join(dir, "metadata"), RootPath: filepath.Join(dir, "root.json")}
-	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
-		return nil, err
-	}
-	signers := map[string]*tufSigner{}
-	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP, "bins"} {
-		s, err := newTUFSigner()
-		if err != nil {
-			return nil, err
-		}
-		signers[role] = s
-	}
-
-	root := metadata.Root(expires)
-	root.Signed.ConsistentSnapshot = false
-	for _, role := range []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP} {
-		if err := root.Signed.AddKey(signers[role].key, role); err != nil {
-			return nil, err
-		}
-	}
-	rootJSON, err := signTUF(root, signers[metadata.ROOT])
+	repo, err := testtuf.New(dir, testtuf.Options{Expires: o.Now.Add(o.Expires), Compact: true})
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range []string{r.RootPath, filepath.Join(r.Dir, "root.json"), filepath.Join(r.Dir, "1.root.json")} {
-		if err := os.WriteFile(p, rootJSON, 0o644); err != nil {
-			return nil, err
-		}
-	}
-	r.Bytes += int64(len(rootJSON))
-
-	top := metadata.Targets(expires)
-	binKeyID, err := signers["bins"].key.ID()
+	bins, err := repo.AddBins(o.BitLength)
 	if err != nil {
 		return nil, err
 	}
-	succinct := &metadata.SuccinctRoles{KeyIDs: []string{binKeyID}, Threshold: 1, BitLength: o.BitLength, NamePrefix: "bin"}
-	top.Signed.Delegations = &metadata.Delegations{
-		Keys:          map[string]*metadata.Key{binKeyID: signers["bins"].key},
-		SuccinctRoles: succinct,
-	}
-	names := succinct.GetRoles()
-	r.Bins = len(names)
-	bins := make(map[string]*metadata.Metadata[metadata.TargetsType], len(names))
-	for _, n := range names {
-		bins[n] = metadata.Targets(expires)
-	}
+	r := &TUFRepo{Dir: repo.Dir(), RootPath: repo.RootPath(), Bins: len(bins)}
 	for i := range o.Repos {
-		repo := RepoName(o.Registry, i)
+		name := RepoName(o.Registry, i)
 		for j := range o.TagsPerRepo {
 			tag := Tag(j)
-			name := repo + ":" + tag
-			t := targetFor(repo, tag)
-			bin := succinct.GetRolesForTarget(name)[0].Name
-			bins[bin].Signed.Targets[name] = &metadata.TargetFiles{Length: t.length, Hashes: metadata.Hashes{"sha256": t.sum[:]}, Path: name}
+			t := targetFor(name, tag)
+			target := name + ":" + tag
+			if err := repo.SetRoleTarget(repo.BinFor(target), target, digest.NewDigestFromBytes(digest.SHA256, t.sum[:]), t.length); err != nil {
+				return nil, err
+			}
 			r.Targets++
 		}
 	}
-
-	snapshot := metadata.Snapshot(expires)
-	write := func(role string, b []byte) error {
-		r.Bytes += int64(len(b))
-		return os.WriteFile(filepath.Join(r.Dir, role+".json"), b, 0o644)
+	if err := repo.Publish(); err != nil {
+		return nil, err
 	}
-	for _, n := range names {
-		b, err := signTUF(bins[n], signers["bins"])
-		if err != nil {
-			return nil, fmt.Errorf("sign %s: %w", n, err)
+	// Bytes counts what a client downloads: every file but 1.root.json,
+	// the same bytes as root.json.
+	files, err := os.ReadDir(r.Dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range files {
+		if f.Name() == "1.root.json" {
+			continue
 		}
-		if err := write(n, b); err != nil {
+		fi, err := f.Info()
+		if err != nil {
 			return nil, err
 		}
-		snapshot.Signed.Meta[n+".json"] = metadata.MetaFile(bins[n].Signed.Version)
-	}
-	b, err := signTUF(top, signers[metadata.TARGETS])
-	if err != nil {
-		return nil, err
-	}
-	if err := write(metadata.TARGETS, b); err != nil {
-		return nil, err
-	}
-	snapshot.Signed.Meta["targets.json"] = metadata.MetaFile(top.Signed.Version)
-	snap, err := signTUF(snapshot, signers[metadata.SNAPSHOT])
-	if err != nil {
-		return nil, err
-	}
-	if err := write(metadata.SNAPSHOT, snap); err != nil {
-		return nil, err
-	}
-	ts := metadata.Timestamp(expires)
-	sum := sha256.Sum256(snap)
-	ts.Signed.Meta["snapshot.json"] = &metadata.MetaFiles{Version: snapshot.Signed.Version, Length: int64(len(snap)), Hashes: metadata.Hashes{"sha256": sum[:]}}
-	b, err = signTUF(ts, signers[metadata.TIMESTAMP])
-	if err != nil {
-		return nil, err
-	}
-	if err := write(metadata.TIMESTAMP, b); err != nil {
-		return nil, err
+		r.Bytes += fi.Size()
 	}
 	return r, nil
-}
-
-func signTUF[T metadata.Roles](md *metadata.Metadata[T], s *tufSigner) ([]byte, error) {
-	md.ClearSignatures()
-	if _, err := md.Sign(s.signer); err != nil {
-		return nil, err
-	}
-	return md.ToBytes(false)
 }

@@ -1,28 +1,22 @@
 package archive
 
 import (
-	"archive/tar"
 	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/random"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/internal/testimage"
 )
 
 // wantImage is what a test expects of one image.
@@ -81,16 +75,8 @@ func ggcrManifest(t *testing.T, img v1.Image) digest.Digest {
 // does (legacy manifest.json, gzip layers, config named sha256:<hex>).
 func ggcrDockerSave(t *testing.T, images map[string]v1.Image) []byte {
 	t.Helper()
-	refs := map[name.Reference]v1.Image{}
-	for ref, img := range images {
-		tag, err := name.NewTag(ref)
-		if err != nil {
-			t.Fatal(err)
-		}
-		refs[tag] = img
-	}
 	var buf bytes.Buffer
-	if err := tarball.MultiRefWrite(refs, &buf); err != nil {
+	if err := testimage.DockerSave(&buf, images); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -100,37 +86,12 @@ func ggcrDockerSave(t *testing.T, images map[string]v1.Image) []byte {
 // layout package, each with its annotations, and tars it.
 func ggcrLayout(t *testing.T, images []v1.Image, anns []map[string]string) []byte {
 	t.Helper()
-	dir := t.TempDir()
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatal(err)
-	}
+	entries := make([]testimage.Layout, len(images))
 	for i, img := range images {
-		if err := p.AppendImage(img, layout.WithAnnotations(anns[i])); err != nil {
-			t.Fatal(err)
-		}
+		entries[i] = testimage.Layout{Image: img, Annotations: anns[i]}
 	}
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, path)
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		if err := tw.WriteHeader(&tar.Header{Name: filepath.ToSlash(rel), Mode: 0o644, Size: int64(len(b)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err = tw.Write(b)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
+	if err := testimage.OCILayout(&buf, entries); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

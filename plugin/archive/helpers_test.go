@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"archive/tar"
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
@@ -10,9 +9,10 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/internal/testimage"
 )
 
 // file is one entry of a tar built by a test.
@@ -23,32 +23,18 @@ type file struct {
 	hard bool   // link is a hard link
 }
 
-// tarOf writes files, in order, as a tar.
+// tarOf writes files, in order, as a tar (testimage.Tar).
 func tarOf(t testing.TB, files []file) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range files {
-		h := &tar.Header{Name: f.name, Mode: 0o644, ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg, Size: int64(len(f.data))}
-		switch {
-		case f.link != "" && f.hard:
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, f.link, 0
-		case f.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, f.link, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			if _, err := tw.Write(f.data); err != nil {
-				t.Fatal(err)
-			}
-		}
+	entries := make([]testimage.Entry, len(files))
+	for i, f := range files {
+		entries[i] = testimage.Entry{Name: f.name, Data: f.data, Link: f.link, Hard: f.hard}
 	}
-	if err := tw.Close(); err != nil {
+	b, err := testimage.Tar(entries...)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return buf.Bytes()
+	return b
 }
 
 func gzipBytes(t testing.TB, b []byte) []byte {
@@ -117,13 +103,7 @@ func newPlatformImage(t testing.TB, seed string, n, size int, gz bool, arch stri
 		// Compressible about 2:1 by gzip, like real file systems: each byte
 		// one of 16 symbols.
 		content := make([]byte, size)
-		for j := 0; j < size; j += 16 {
-			r := rng.Uint64()
-			for k := j; k < min(j+16, size); k++ {
-				content[k] = "abcdefghijklmn \n"[r&15]
-				r >>= 4
-			}
-		}
+		testimage.FillText(content, rng.Uint64)
 		layer := tarOf(t, []file{{name: fmt.Sprintf("%s/file%d", seed, i), data: content}})
 		img.diffIDs = append(img.diffIDs, digest.FromBytes(layer))
 		stored := layer
@@ -199,48 +179,36 @@ func ociLayout(t testing.TB, images map[string]*testImage) []byte {
 }
 
 // legacyEntry is one image of a hand-made docker save manifest.json.
-type legacyEntry struct {
-	Config   string
-	RepoTags []string
-	Layers   []string
-}
+type legacyEntry = testimage.LegacyManifest
 
-// dockerLegacy is a docker save tar as Docker before 25 writes it:
-// <id>/layer.tar (uncompressed), <id>/json, <id>/VERSION, <config hex>.json,
-// manifest.json and repositories. A layer shared with an earlier image is
-// a symbolic link to its first copy.
+// dockerLegacy is a docker save tar as Docker before 25 writes it
+// (testimage.Legacy): <config hex>.json, then <id>/layer.tar (uncompressed),
+// <id>/json, <id>/VERSION, then manifest.json and repositories. A layer
+// shared with an earlier image is a symbolic link to its first copy.
 func dockerLegacy(t testing.TB, images map[string]*testImage) []byte {
 	t.Helper()
-	var files []file
-	var mf []legacyEntry
-	seen := map[digest.Digest]string{}
-	repos := map[string]map[string]string{}
+	var buf bytes.Buffer
+	lw := testimage.NewLegacy(testimage.NewWriter(&buf))
 	for _, ref := range sortedKeys(images) {
 		img := images[ref]
-		e := legacyEntry{Config: img.config.d.Encoded() + ".json", RepoTags: []string{ref}}
-		if ref == "" {
-			e.RepoTags = nil
+		config, err := lw.Config(img.config.data)
+		if err != nil {
+			t.Fatal(err)
 		}
-		files = append(files, file{name: e.Config, data: img.config.data})
+		var layers []string
 		for i, l := range img.layers {
-			id := digest.FromString(ref + fmt.Sprint(i)).Encoded()
-			p := id + "/layer.tar"
-			files = append(files, file{name: id + "/VERSION", data: []byte("1.0")}, file{name: id + "/json", data: []byte(`{"id":"` + id + `"}`)})
-			if first, ok := seen[img.diffIDs[i]]; ok {
-				files = append(files, file{name: p, link: "../" + first})
-			} else {
-				seen[img.diffIDs[i]] = p
-				files = append(files, file{name: p, data: l.data})
+			p, _, err := lw.Layer(digest.FromString(ref+fmt.Sprint(i)).Encoded(), l.data)
+			if err != nil {
+				t.Fatal(err)
 			}
-			e.Layers = append(e.Layers, p)
+			layers = append(layers, p)
 		}
-		mf = append(mf, e)
-		if ref != "" {
-			repos[ref] = map[string]string{"latest": "x"}
-		}
+		lw.Image(ref, config, layers)
 	}
-	files = append(files, file{name: "manifest.json", data: mustJSON(t, mf)}, file{name: "repositories", data: mustJSON(t, repos)})
-	return tarOf(t, files)
+	if err := lw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // dockerOCI is a docker save tar as Docker 25+ writes it: an OCI layout

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"text/template"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -23,36 +24,10 @@ import (
 
 func sha(s string) digest.Digest { return digest.FromBytes([]byte(s)) }
 
-const testPolicy = `version = 1
-[daemon]
-nri_socket = ""
-docker_authz = true
-%s
-[[source]]
-name = "corp"
-kind = "tuf"
-url = "https://tuf.corp.example"
-root = "/etc/trustd/root.json"
-repositories = ["registry.corp.example/**"]
-
-[[rule]]
-images = ["registry.corp.example/**"]
-action = "verify"
-source = "corp"
-
-[[rule]]
-images = ["registry.corp.example/dev/**"]
-namespaces = ["dev"]
-action = "allow"
-
-[[rule]]
-images = ["docker.io/library/**"]
-action = "allow"
-
-[[rule]]
-images = ["**"]
-action = "deny"
-`
+// testPolicy is testdata/policy.toml.tmpl: a TUF source, verify, allow
+// (one rule for a namespace only) and deny rules; {{.DaemonExtra}} stands
+// for more [daemon] keys.
+var testPolicy = template.Must(template.ParseFiles(filepath.Join("testdata", "policy.toml.tmpl")))
 
 // fakeDockerd serves the read-only Engine API calls the plugin makes, from
 // maps, over a Unix socket; hang makes every call hang until the client
@@ -110,7 +85,11 @@ type world struct {
 
 func newWorld(t *testing.T, daemonExtra string) *world {
 	t.Helper()
-	p, err := policy.Parse("policy.toml", []byte(strings.Replace(testPolicy, "%s", daemonExtra, 1)))
+	var doc bytes.Buffer
+	if err := testPolicy.Execute(&doc, struct{ DaemonExtra string }{daemonExtra}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse("policy.toml", doc.Bytes())
 	if err != nil {
 		t.Fatal(err)
 	}

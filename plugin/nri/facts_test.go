@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,41 +54,6 @@ func (s *fakeStore) ChainID(_ context.Context, cfg digest.Digest) (string, error
 	return "", errors.New("no config " + string(cfg))
 }
 
-const factsPolicy = `version = 1
-mode = "enforce"
-
-[[source]]
-name = "corp"
-kind = "tuf"
-url = "https://tuf.example.com/"
-root = "root.json"
-repositories = ["registry.example.com/**"]
-
-[[rule]]
-images = ["registry.example.com/apps/**"]
-action = "verify"
-source = "corp"
-
-[[rule]]
-images = ["registry.example.com/team/**"]
-namespaces = ["team"]
-action = "verify"
-source = "corp"
-
-[[rule]]
-images = ["registry.example.com/dev/**"]
-namespaces = ["dev"]
-action = "allow"
-
-[[rule]]
-images = ["registry.k8s.io/pause"]
-action = "allow"
-
-[[rule]]
-images = ["**"]
-action = "deny"
-`
-
 // factsWorld is a node: a policy, signed data for two images, and a store
 // holding them, an unsigned image, a pause image and a dev image.
 type factsWorld struct {
@@ -99,7 +66,13 @@ func sha(s string) digest.Digest { return digest.FromString(s) }
 
 func newFactsWorld(t *testing.T) *factsWorld {
 	t.Helper()
-	p, err := policy.Parse("policy.toml", []byte(factsPolicy))
+	// A TUF source, verify rules (one for a namespace only), allow rules
+	// (one for a namespace only), deny the rest.
+	doc, err := os.ReadFile(filepath.Join("testdata", "facts.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := policy.Parse("policy.toml", doc)
 	if err != nil {
 		t.Fatal(err)
 	}

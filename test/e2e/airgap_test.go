@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -41,32 +39,10 @@ func TestAirGapped(t *testing.T) {
 	// The air-gapped node: the same pinned root, a trust server address
 	// that nothing answers, an empty cache.
 	p := s.Policy
-	airgapCache := filepath.Join(filepath.Dir(s.PolicyPath), "airgap-cache")
-	policy := fmt.Sprintf(`version = 1
-mode = "enforce"
-[daemon]
-cache_dir = %q
-refresh = "1s"
-nri_socket = %q
-containerd_address = %q
-control_socket = %q
-[[source]]
-name = "corp"
-kind = "tuf"
-url = "http://127.0.0.1:9/metadata/"
-root = %q
-repositories = [%q]
-[[rule]]
-images = [%q]
-action = "verify"
-source = "corp"
-[[rule]]
-images = ["**"]
-action = "deny"
-`, airgapCache, p.NRISocket, p.ContainerdAddress, p.ControlSocket, p.TUFRoot, s.Registry+"/**", s.Registry+"/demo/**")
-	if err := os.WriteFile(s.PolicyPath, []byte(policy), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	p.Mode, p.Refresh, p.DaemonExtra, p.Rules = "enforce", "1s", "", ""
+	p.CacheDir = filepath.Join(filepath.Dir(s.PolicyPath), "airgap-cache")
+	p.TUFURL = "http://127.0.0.1:9/metadata/"
+	harness.WritePolicy(t, s.PolicyPath, p)
 	if res := s.CLI(t, "sync", "--config", s.PolicyPath); res.ExitCode == 0 {
 		t.Fatalf("sync succeeded with no route to the trust server:\n%s", res.Stdout)
 	}

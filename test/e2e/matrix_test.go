@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"archive/tar"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -19,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 
+	"github.com/trustd/trustd/internal/testimage"
 	"github.com/trustd/trustd/test/harness"
 )
 
@@ -433,16 +432,9 @@ source = "corp"
 // tarOf is a layer holding one file.
 func tarOf(t *testing.T, name, content string) []byte {
 	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(content)), Typeflag: tar.TypeReg}); err != nil {
+	b, err := testimage.Tar(testimage.Entry{Name: name, Data: []byte(content)})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tw.Write([]byte(content)); err != nil {
-		t.Fatal(err)
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	return b
 }

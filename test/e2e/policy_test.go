@@ -31,34 +31,15 @@ func freeLoopbackAddr() string {
 }
 
 // writePolicy replaces the stack's policy with the harness's source and
-// daemon settings followed by the given rules and mirrors.
+// daemon settings (and metrics on metricsAddr) followed by the given rules
+// and mirrors.
 func writePolicy(t *testing.T, s *harness.Stack, body string) {
 	t.Helper()
 	p := s.Policy
-	head := fmt.Sprintf(`version = 1
-mode = "enforce"
-
-[daemon]
-cache_dir = %q
-refresh = "1s"
-nri_socket = %q
-containerd_address = %q
-control_socket = %q
-metrics_address = %q
-
-[[source]]
-name = "corp"
-kind = "tuf"
-url = %q
-root = %q
-repositories = [%q]
-`, p.CacheDir, p.NRISocket, p.ContainerdAddress, p.ControlSocket, metricsAddr, p.TUFURL, p.TUFRoot, s.Registry+"/**")
-	if err := os.WriteFile(s.PolicyPath+".tmp", []byte(head+body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(s.PolicyPath+".tmp", s.PolicyPath); err != nil {
-		t.Fatal(err)
-	}
+	p.Mode, p.Refresh, p.DaemonExtra = "enforce", "1s", ""
+	p.MetricsAddress = metricsAddr
+	p.Rules, p.OnlyRules = body, true
+	harness.WritePolicy(t, s.PolicyPath, p)
 }
 
 // TestPolicy runs the policy file's features end to end on one node:

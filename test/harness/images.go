@@ -1,15 +1,12 @@
 package harness
 
 import (
-	"archive/tar"
 	"bytes"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"runtime"
 	"sync"
 	"time"
@@ -17,11 +14,12 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/internal/testimage"
 )
 
 // ImageLabel is the image config label holding a test image's name; it
@@ -106,26 +104,14 @@ func buildImage(program, label string, cmd []string) (v1.Image, error) {
 // rootfsTar is an uncompressed layer with the directories a container
 // runtime mounts over and one executable at path.
 func rootfsTar(path string, exe []byte) ([]byte, error) {
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, d := range []struct {
-		name string
-		mode int64
-	}{{"dev/", 0o755}, {"etc/", 0o755}, {"proc/", 0o555}, {"sys/", 0o555}, {"tmp/", 0o1777}} {
-		if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: d.name, Mode: d.mode, ModTime: epoch}); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: path[1:], Mode: 0o755, Size: int64(len(exe)), ModTime: epoch}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(exe); err != nil {
-		return nil, err
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return testimage.Tar(
+		testimage.Entry{Name: "dev/", Dir: true},
+		testimage.Entry{Name: "etc/", Dir: true},
+		testimage.Entry{Name: "proc/", Dir: true, Mode: 0o555},
+		testimage.Entry{Name: "sys/", Dir: true, Mode: 0o555},
+		testimage.Entry{Name: "tmp/", Dir: true, Mode: 0o1777},
+		testimage.Entry{Name: path[1:], Data: exe, Mode: 0o755},
+	)
 }
 
 // Push pushes img to ref on a loopback registry (plain HTTP, no auth) and
@@ -242,55 +228,31 @@ func ConfigDigest(t TB, img v1.Image) digest.Digest {
 // manifest (and manifest digest) but keeps each image's config digest.
 func DockerSaveTar(t TB, path string, images map[string]v1.Image) {
 	t.Helper()
-	refs := make(map[name.Reference]v1.Image, len(images))
-	for ref, img := range images {
-		tag, err := name.NewTag(ref, name.Insecure)
-		if err != nil {
-			t.Fatalf("docker save tar: %v", err)
-		}
-		refs[tag] = img
-	}
-	if err := tarball.MultiRefWriteToFile(path, refs); err != nil {
+	if err := writeFile(path, func(w io.Writer) error { return testimage.DockerSave(w, images) }); err != nil {
 		t.Fatalf("docker save tar %s: %v", path, err)
 	}
 }
 
 // OCILayoutTar writes images, by tag reference, to path as an OCI image
 // layout tar, naming each with the annotations containerd's import reads
-// (io.containerd.image.name: the full reference; org.opencontainers.image.ref.name: the tag).
-// The manifests keep their bytes, so their digests.
+// (testimage.Named). The manifests keep their bytes, so their digests.
 func OCILayoutTar(t TB, path string, images map[string]v1.Image) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "trustd-oci-layout-")
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	defer os.RemoveAll(dir)
-	p, err := layout.Write(dir, empty.Index)
-	if err != nil {
-		t.Fatalf("OCI layout: %v", err)
-	}
+	var entries []testimage.Layout
 	for ref, img := range images {
-		tag, err := name.NewTag(ref, name.Insecure)
+		e, err := testimage.Named(ref, img)
 		if err != nil {
 			t.Fatalf("OCI layout: %v", err)
 		}
-		anns := map[string]string{
-			"io.containerd.image.name":          tag.Name(),
-			"org.opencontainers.image.ref.name": tag.TagStr(),
-		}
-		if err := p.AppendImage(img, layout.WithAnnotations(anns)); err != nil {
-			t.Fatalf("OCI layout: %v", err)
-		}
+		entries = append(entries, e)
 	}
-	if err := tarDir(dir, path); err != nil {
-		t.Fatalf("OCI layout tar: %v", err)
+	if err := writeFile(path, func(w io.Writer) error { return testimage.OCILayout(w, entries) }); err != nil {
+		t.Fatalf("OCI layout tar %s: %v", path, err)
 	}
 }
 
-// tarDir writes the tree under dir to a tar file at path, with paths
-// relative to dir.
-func tarDir(dir, path string) (err error) {
+// writeFile creates path and writes it with write.
+func writeFile(path string, write func(io.Writer) error) (err error) {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -300,45 +262,7 @@ func tarDir(dir, path string) (err error) {
 			err = cerr
 		}
 	}()
-	tw := tar.NewWriter(f)
-	err = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		hdr, err := tar.FileInfoHeader(info, "")
-		if err != nil {
-			return err
-		}
-		hdr.Name = filepath.ToSlash(rel)
-		if d.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		src, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer src.Close()
-		_, err = io.Copy(tw, src)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("tar %s: %w", dir, err)
-	}
-	return tw.Close()
+	return write(f)
 }
 
 // TarDir writes the tree under dir (an OCI layout directory, as `cosign

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/trustd/trustd/internal/testtuf"
 	runtimeapi "k8s.io/cri-api/pkg/apis/runtime/v1"
 )
 
@@ -292,7 +293,7 @@ func (k *Kubelet) AddPod(t TB, p StaticPod) {
 	if err != nil {
 		t.Fatalf("pod %s: %v", p.Name, err)
 	}
-	if err := writeFileAtomic(filepath.Join(k.ManifestDir, p.Name+".json"), b); err != nil {
+	if err := testtuf.WriteFileAtomic(filepath.Join(k.ManifestDir, p.Name+".json"), b); err != nil {
 		t.Fatalf("pod %s: %v", p.Name, err)
 	}
 }

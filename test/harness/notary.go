@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -18,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -30,6 +28,9 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/trustd/trustd/internal/testnotary"
+	"github.com/trustd/trustd/internal/testtuf"
 )
 
 // Debian's notary package (0.7.0, installed by test/tools.sh) provides the
@@ -157,7 +158,7 @@ func (s *NotaryServer) start() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(s.ConfigPath, cfg); err != nil {
+	if err := testtuf.WriteFileAtomic(s.ConfigPath, cfg); err != nil {
 		return err
 	}
 	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
@@ -349,7 +350,7 @@ func NewNotaryClient(t TB, serverURL string) *NotaryClient {
 	if err := os.MkdirAll(c.TrustDir, 0o700); err != nil {
 		t.Fatalf("notary client: %v", err)
 	}
-	if err := writeFileAtomic(c.configPath, cfg); err != nil {
+	if err := testtuf.WriteFileAtomic(c.configPath, cfg); err != nil {
 		t.Fatalf("notary client: %v", err)
 	}
 	t.Cleanup(func() {
@@ -707,21 +708,8 @@ func NewDelegationKey(dir, commonName string) (DelegationKey, error) {
 	if err != nil {
 		return DelegationKey{}, err
 	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
-	if err != nil {
-		return DelegationKey{}, err
-	}
 	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	ck, err := testnotary.CertKey(priv, testnotary.CertOptions{CommonName: commonName, NotBefore: now.Add(-time.Hour), NotAfter: now.AddDate(10, 0, 0)})
 	if err != nil {
 		return DelegationKey{}, err
 	}
@@ -729,17 +717,15 @@ func NewDelegationKey(dir, commonName string) (DelegationKey, error) {
 	if err != nil {
 		return DelegationKey{}, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
 	base := filepath.Join(dir, safeFileName(commonName))
-	k := DelegationKey{KeyPath: base + "-key.pem", CertPath: base + "-cert.pem"}
+	k := DelegationKey{KeyPath: base + "-key.pem", CertPath: base + "-cert.pem", CertID: ck.ID}
 	if k.ID, err = NotaryPublicKeyID(&priv.PublicKey); err != nil {
 		return DelegationKey{}, err
 	}
-	k.CertID = notaryKeyID("ecdsa-x509", certPEM)
 	if err := os.WriteFile(k.KeyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), 0o600); err != nil {
 		return DelegationKey{}, err
 	}
-	if err := os.WriteFile(k.CertPath, certPEM, 0o644); err != nil {
+	if err := os.WriteFile(k.CertPath, ck.Public, 0o644); err != nil {
 		return DelegationKey{}, err
 	}
 	return k, nil
@@ -786,22 +772,7 @@ func NotaryPublicKeyID(pub crypto.PublicKey) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return notaryKeyID("ecdsa", der), nil
-}
-
-// notaryKeyID is Notary's key ID for a key of keytype with public bytes
-// pub. The object has only ASCII keys in sorted order and a base64 value,
-// so encoding/json writes its canonical form.
-func notaryKeyID(keytype string, pub []byte) string {
-	b, err := json.Marshal(map[string]any{
-		"keytype": keytype,
-		"keyval":  map[string]any{"private": nil, "public": pub},
-	})
-	if err != nil {
-		panic(err) // cannot happen: fixed types
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
+	return testnotary.KeyID(testnotary.KeyECDSA, der), nil
 }
 
 // parsePrivateKeyPEM parses the first PEM block of b as a PKCS#8 or SEC 1

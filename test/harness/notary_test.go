@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/trustd/trustd/internal/testnotary"
 )
 
 // notaryMeta is the part of a Notary metadata file the harness test reads.
@@ -155,8 +157,8 @@ func TestNotary(t *testing.T) {
 		if cert.Subject.CommonName != gun {
 			t.Errorf("root certificate CN %q, want the GUN %q", cert.Subject.CommonName, gun)
 		}
-		if got := notaryKeyID("ecdsa-x509", rk.KeyVal.Public); got != ids[0] {
-			t.Errorf("notaryKeyID(root certificate) = %s, root.json says %s", got, ids[0])
+		if got := testnotary.KeyID(testnotary.KeyECDSAX509, rk.KeyVal.Public); got != ids[0] {
+			t.Errorf("KeyID(root certificate) = %s, root.json says %s", got, ids[0])
 		}
 		canonical, err := NotaryPublicKeyID(cert.PublicKey)
 		if err != nil {

@@ -6,25 +6,18 @@ package notary
 // repositories (root, targets, delegations, snapshot, timestamp).
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
-	"crypto/sha512"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/json"
-	"encoding/pem"
-	"math/big"
 	"testing"
 	"time"
 
-	"github.com/secure-systems-lab/go-securesystemslib/cjson"
+	"github.com/trustd/trustd/internal/testnotary"
 )
 
 // tkey is a test signing key in Notary's format.
@@ -40,35 +33,29 @@ func (k *tkey) json() map[string]any {
 	return map[string]any{"keytype": k.typ, "keyval": map[string]any{"private": nil, "public": base64.StdEncoding.EncodeToString(k.public)}}
 }
 
-func mustID(t testing.TB, typ string, public []byte) string {
-	t.Helper()
-	id, err := keyID(typ, public)
-	if err != nil {
-		t.Fatal(err)
+// fromKey returns the tkey of a testnotary key, failing t on an error.
+func fromKey(t testing.TB) func(*testnotary.Key, error) *tkey {
+	return func(k *testnotary.Key, err error) *tkey {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &tkey{signer: k.Signer, typ: k.Type, public: k.Public, id: k.ID, cert: k.Cert}
 	}
-	return id
+}
+
+func (k *tkey) key() *testnotary.Key {
+	return &testnotary.Key{Signer: k.signer, Type: k.typ, Public: k.public, ID: k.id, Cert: k.cert}
 }
 
 func newECDSAKey(t testing.TB) *tkey {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKIXPublicKey(&priv.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tkey{signer: priv, typ: keyECDSA, public: der, id: mustID(t, keyECDSA, der)}
+	return fromKey(t)(testnotary.NewECDSAKey())
 }
 
 func newEd25519Key(t testing.TB) *tkey {
 	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tkey{signer: priv, typ: keyEd25519, public: pub, id: mustID(t, keyEd25519, pub)}
+	return fromKey(t)(testnotary.NewEd25519Key())
 }
 
 var testRSAKey *rsa.PrivateKey // RSA key generation is slow: one per test binary
@@ -81,11 +68,7 @@ func newRSAKey(t testing.TB) *tkey {
 			t.Fatal(err)
 		}
 	}
-	der, err := x509.MarshalPKIXPublicKey(&testRSAKey.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &tkey{signer: testRSAKey, typ: keyRSA, public: der, id: mustID(t, keyRSA, der)}
+	return fromKey(t)(testnotary.PKIXKey(keyRSA, testRSAKey))
 }
 
 // certOpts shape a test certificate.
@@ -97,7 +80,7 @@ type certOpts struct {
 	signer              crypto.Signer
 }
 
-func makeCert(t testing.TB, o certOpts) *x509.Certificate {
+func (o *certOpts) options(t testing.TB) testnotary.CertOptions {
 	t.Helper()
 	if o.signer == nil {
 		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -106,29 +89,17 @@ func makeCert(t testing.TB, o certOpts) *x509.Certificate {
 		}
 		o.signer = priv
 	}
-	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: o.cn},
-		NotBefore:             o.notBefore,
-		NotAfter:              o.notAfter,
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageCodeSigning},
-		BasicConstraintsValid: true,
-		IsCA:                  o.isCA,
-	}
-	if o.isCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	parent, parentSigner := tmpl, o.signer
+	co := testnotary.CertOptions{CommonName: o.cn, NotBefore: o.notBefore, NotAfter: o.notAfter, CA: o.isCA}
 	if o.parent != nil {
-		parent, parentSigner = o.parent.cert, o.parent.signer
+		co.Issuer, co.IssuerKey = o.parent.cert, o.parent.signer
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, o.signer.Public(), parentSigner)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
+	return co
+}
+
+func makeCert(t testing.TB, o certOpts) *x509.Certificate {
+	t.Helper()
+	co := o.options(t)
+	c, err := testnotary.Cert(o.signer, co)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,43 +110,18 @@ func makeCert(t testing.TB, o certOpts) *x509.Certificate {
 // unless o.parent is set), as Notary's root keys are.
 func newCertKey(t testing.TB, o certOpts) *tkey {
 	t.Helper()
-	if o.signer == nil {
-		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		o.signer = priv
-	}
-	c := makeCert(t, o)
-	pemBytes := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
-	return &tkey{signer: o.signer, typ: keyECDSAX509, public: pemBytes, id: mustID(t, keyECDSAX509, pemBytes), cert: c}
+	co := o.options(t)
+	return fromKey(t)(testnotary.CertKey(o.signer, co))
 }
 
 // sign makes Notary's signature of msg with k.
 func (k *tkey) sign(t testing.TB, msg []byte) (method string, sig []byte) {
 	t.Helper()
-	digest := sha256.Sum256(msg)
-	switch s := k.signer.(type) {
-	case *ecdsa.PrivateKey:
-		r, ss, err := ecdsa.Sign(rand.Reader, s, digest[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := make([]byte, 64)
-		r.FillBytes(out[:32])
-		ss.FillBytes(out[32:])
-		return methodECDSA, out
-	case ed25519.PrivateKey:
-		return methodEdDSA, ed25519.Sign(s, msg)
-	case *rsa.PrivateKey:
-		out, err := rsa.SignPSS(rand.Reader, s, crypto.SHA256, digest[:], &rsa.PSSOptions{SaltLength: 32, Hash: crypto.SHA256})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return methodRSAPSS, out
+	method, sig, err := k.key().Sign(msg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatalf("unsupported signer %T", k.signer)
-	return "", nil
+	return method, sig
 }
 
 // sigSpec is one signature to put on a file: by key, under keyID (default
@@ -187,35 +133,19 @@ type sigSpec struct {
 	tamper bool
 }
 
-// signFile wraps signed in Notary's envelope, signed as specified.
+// signFile wraps signed in Notary's envelope, signed as specified
+// (testnotary.Sign).
 func signFile(t testing.TB, signed map[string]any, sigs ...sigSpec) []byte {
 	t.Helper()
-	canonical, err := cjson.EncodeCanonical(signed)
+	list := make([]testnotary.Signature, len(sigs))
+	for i, s := range sigs {
+		list[i] = testnotary.Signature{Key: s.key.key(), KeyID: s.keyID, Method: s.method, Tamper: s.tamper}
+	}
+	b, err := testnotary.Sign(signed, list...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := []any{}
-	for _, s := range sigs {
-		method, sig := s.key.sign(t, canonical)
-		if s.method != "" {
-			method = s.method
-		}
-		if s.tamper {
-			sig[len(sig)/2] ^= 0x01
-		}
-		id := s.keyID
-		if id == "" {
-			id = s.key.id
-		}
-		list = append(list, map[string]any{"keyid": id, "method": method, "sig": base64.StdEncoding.EncodeToString(sig)})
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(map[string]any{"signed": signed, "signatures": list}); err != nil {
-		t.Fatal(err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	return b
 }
 
 func by(keys ...*tkey) []sigSpec {
@@ -226,14 +156,7 @@ func by(keys ...*tkey) []sigSpec {
 	return out
 }
 
-func fileMeta(b []byte) map[string]any {
-	s256 := sha256.Sum256(b)
-	s512 := sha512.Sum512(b)
-	return map[string]any{"length": len(b), "hashes": map[string]any{
-		"sha256": base64.StdEncoding.EncodeToString(s256[:]),
-		"sha512": base64.StdEncoding.EncodeToString(s512[:]),
-	}}
-}
+func fileMeta(b []byte) map[string]any { return testnotary.FileMeta(b) }
 
 func expiresJSON(t time.Time) string { return t.Format(time.RFC3339Nano) }
 
