@@ -269,7 +269,7 @@ func writeFile(path string, write func(io.Writer) error) (err error) {
 // save --dir` writes it) to a tar file at path, as `tar -C dir -cf path .`.
 func TarDir(t TB, dir, path string) {
 	t.Helper()
-	if err := tarDir(dir, path); err != nil {
+	if err := writeFile(path, func(w io.Writer) error { return testimage.TarDir(w, dir) }); err != nil {
 		t.Fatalf("tar %s: %v", dir, err)
 	}
 }
