@@ -182,7 +182,11 @@ func Open(p *policy.Policy, f Fetcher) (*Store, error) {
 // list.
 func sigstoreVerifier(p *policy.Policy, name string) *cosign.Verifier {
 	v := &cosign.Verifier{}
+	var reqs []*policy.Rule
 	for _, r := range p.Rules {
+		reqs = append(reqs, r.Requirements()...)
+	}
+	for _, r := range reqs {
 		if r.Source != name {
 			continue
 		}

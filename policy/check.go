@@ -32,7 +32,9 @@ func (p *Policy) Check() []Warning {
 	used := map[string]bool{}
 	catchAll := false
 	for _, r := range p.Rules {
-		used[r.Source] = true
+		for _, a := range r.Requirements() {
+			used[a.Source] = true
+		}
 		if r.anyNS && slices.ContainsFunc(r.Images, func(im Pattern) bool { return im.all }) {
 			catchAll = true
 		}
@@ -69,14 +71,16 @@ func (p *Policy) Check() []Warning {
 		if r.Action != ActionVerify {
 			continue
 		}
-		src := p.Source(r.Source)
-		if src == nil {
-			continue
-		}
-		for i := range r.Images {
-			q := &r.Images[i]
-			if !coveredBy(q, src.Repositories) {
-				warn(q.pos, "image pattern %q is not within the repositories of source %q: images it matches there cannot be verified and are denied", q.src, src.Name)
+		for _, a := range r.Requirements() {
+			src := p.Source(a.Source)
+			if src == nil {
+				continue
+			}
+			for i := range r.Images {
+				q := &r.Images[i]
+				if !coveredBy(q, src.Repositories) {
+					warn(q.pos, "image pattern %q is not within the repositories of source %q: images it matches there cannot be verified and are denied", q.src, src.Name)
+				}
 			}
 		}
 	}

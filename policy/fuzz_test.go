@@ -195,27 +195,11 @@ func encodePolicy(t *testing.T, p *Policy) []byte {
 	for _, r := range p.Rules {
 		rr := rawRule{Images: pats(r.Images), Namespaces: strs(r.Namespaces), Action: str(string(r.Action))}
 		if r.Action == ActionVerify {
-			rr.Source = str(r.Source)
-			rr.Signers = strs(r.Signers)
-			if p.Source(r.Source).Kind == KindSigstore {
-				rr.Signers = nil
-				if len(r.Keys) > 0 {
-					var keys []string
-					for _, k := range r.Keys {
-						keys = append(keys, k.Path)
-					}
-					rr.Keys = &keys
-				}
-				if len(r.Identities) > 0 {
-					ids := []rawIdentity{}
-					for _, id := range r.Identities {
-						ids = append(ids, rawIdentity{Issuer: nonEmpty(id.Issuer), IssuerRegexp: nonEmpty(id.IssuerRegexp), Subject: nonEmpty(id.Subject), SubjectRegexp: nonEmpty(id.SubjectRegexp)})
-					}
-					rr.Identities = &ids
-				}
+			req := rawRequirement(p, r)
+			rr.Source, rr.Signers, rr.Threshold, rr.Keys, rr.Identities = req.Source, req.Signers, req.Threshold, req.Keys, req.Identities
+			for _, a := range r.Also {
+				rr.Also = append(rr.Also, rawRequirement(p, a))
 			}
-			th := int64(r.Threshold)
-			rr.Threshold = &th
 		}
 		if r.Mode != "" {
 			rr.Mode = str(string(r.Mode))
@@ -230,6 +214,38 @@ func encodePolicy(t *testing.T, p *Policy) []byte {
 		t.Fatalf("encode: %v", err)
 	}
 	return buf.Bytes()
+}
+
+// rawRequirement re-encodes what a verify rule (or one of its Also)
+// requires.
+func rawRequirement(p *Policy, r *Rule) rawAlso {
+	str := func(s string) *string { return &s }
+	var req rawAlso
+	req.Source = str(r.Source)
+	if len(r.Signers) > 0 {
+		signers := slices.Clone(r.Signers)
+		req.Signers = &signers
+	}
+	if p.Source(r.Source).Kind == KindSigstore {
+		req.Signers = nil
+		if len(r.Keys) > 0 {
+			var keys []string
+			for _, k := range r.Keys {
+				keys = append(keys, k.Path)
+			}
+			req.Keys = &keys
+		}
+		if len(r.Identities) > 0 {
+			ids := []rawIdentity{}
+			for _, id := range r.Identities {
+				ids = append(ids, rawIdentity{Issuer: nonEmpty(id.Issuer), IssuerRegexp: nonEmpty(id.IssuerRegexp), Subject: nonEmpty(id.Subject), SubjectRegexp: nonEmpty(id.SubjectRegexp)})
+			}
+			req.Identities = &ids
+		}
+	}
+	th := int64(r.Threshold)
+	req.Threshold = &th
+	return req
 }
 
 func nonEmpty(s string) *string {

@@ -57,16 +57,17 @@ type (
 		CA           string   `json:"ca,omitempty"`
 	}
 	dumpRule struct {
-		Pos        string   `json:"pos,omitempty"`
-		Name       string   `json:"name,omitempty"`
-		Index      int      `json:"index"`
-		Images     []string `json:"images"`
-		Namespaces []string `json:"namespaces"`
-		Action     Action   `json:"action"`
-		Source     string   `json:"source,omitempty"`
-		Signers    []string `json:"signers,omitempty"`
-		Threshold  int      `json:"threshold"`
-		Mode       Mode     `json:"mode,omitempty"`
+		Pos        string     `json:"pos,omitempty"`
+		Name       string     `json:"name,omitempty"`
+		Index      int        `json:"index"`
+		Images     []string   `json:"images"`
+		Namespaces []string   `json:"namespaces"`
+		Action     Action     `json:"action"`
+		Source     string     `json:"source,omitempty"`
+		Signers    []string   `json:"signers,omitempty"`
+		Threshold  int        `json:"threshold"`
+		Mode       Mode       `json:"mode,omitempty"`
+		Also       []dumpRule `json:"also,omitempty"`
 	}
 	dumpMirror struct {
 		Pos  string `json:"pos,omitempty"`
@@ -137,6 +138,13 @@ func dump(p *Policy, withPos bool) *dumpPolicy {
 		}
 		if withPos {
 			dr.Name = r.String()
+		}
+		for _, a := range r.Also {
+			da := dumpRule{Pos: pos(a.Pos), Index: a.Index, Action: a.Action, Source: a.Source, Signers: a.Signers, Threshold: a.Threshold}
+			if withPos {
+				da.Name = a.String()
+			}
+			dr.Also = append(dr.Also, da)
 		}
 		d.Rules = append(d.Rules, dr)
 	}

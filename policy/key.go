@@ -73,7 +73,11 @@ func ParsePublicKey(data []byte) (crypto.PublicKey, string, error) {
 // naming each key that could not be used, or nil.
 func (p *Policy) readKeys() error {
 	var errs Errors
+	var reqs []*Rule
 	for _, r := range p.Rules {
+		reqs = append(reqs, r.Requirements()...)
+	}
+	for _, r := range reqs {
 		if len(r.Keys) == 0 {
 			continue
 		}

@@ -168,6 +168,9 @@ func (d *doc) build(raw *rawPolicy) *Policy {
 			}
 		}
 		r.name = r.describe()
+		for j, a := range r.Also {
+			a.name = fmt.Sprintf("%s, also #%d", r.name, j+1)
+		}
 		r.alone = []*Rule{r}
 		p.Rules = append(p.Rules, r)
 	}
@@ -591,14 +594,53 @@ func (d *doc) rule(p *Policy, rr *rawRule, i int) *Rule {
 		for _, k := range []struct {
 			key string
 			set bool
-		}{{"source", rr.Source != nil}, {"signers", rr.Signers != nil}, {"threshold", rr.Threshold != nil}, {"keys", rr.Keys != nil}, {"identities", rr.Identities != nil}} {
+		}{{"source", rr.Source != nil}, {"signers", rr.Signers != nil}, {"threshold", rr.Threshold != nil}, {"keys", rr.Keys != nil}, {"identities", rr.Identities != nil}, {"also", len(rr.Also) > 0}} {
 			if k.set {
 				d.errf(rp+"."+k.key, "rule.%s: only valid with action %q", k.key, ActionVerify)
 			}
 		}
 		return r
 	}
+	d.requirement(p, r, rp, rawAlso{Source: rr.Source, Signers: rr.Signers, Threshold: rr.Threshold, Keys: rr.Keys, Identities: rr.Identities})
+	d.also(p, r, rp, rr.Also)
+	return r
+}
 
+// maxAlso bounds the [[rule.also]] tables of one rule.
+const maxAlso = 4
+
+// also parses a verify rule's [[rule.also]] tables: each a requirement of
+// another source, on the same image.
+func (d *doc) also(p *Policy, r *Rule, rp string, list []rawAlso) {
+	if len(list) > maxAlso {
+		d.errf(index(rp+".also", maxAlso), "rule.also: at most %d per rule", maxAlso)
+		return
+	}
+	seen := map[string]bool{r.Source: true}
+	for j := range list {
+		ap := index(rp+".also", j)
+		a := &Rule{Pos: d.at(ap), Index: r.Index, Action: ActionVerify}
+		n := len(d.errs)
+		d.requirement(p, a, ap, list[j])
+		for _, e := range d.errs[n:] {
+			// The checks are the rule's: name the table they are about.
+			if rest, ok := strings.CutPrefix(e.Msg, "rule"); ok && (strings.HasPrefix(rest, ".") || strings.HasPrefix(rest, ":")) {
+				e.Msg = "rule.also" + rest
+			}
+		}
+		if a.Source != "" && seen[a.Source] {
+			d.errf(ap+".source", "rule.also.source: source %q is already required by this rule (one requirement per source: use its threshold)", a.Source)
+			continue
+		}
+		seen[a.Source] = true
+		r.Also = append(r.Also, a)
+	}
+}
+
+// requirement parses what a verify rule (or one of its [[rule.also]]
+// tables, at path rp) requires: a source, with its signers, threshold,
+// keys or identities.
+func (d *doc) requirement(p *Policy, r *Rule, rp string, rr rawAlso) {
 	var src *Source
 	if rr.Source == nil {
 		d.errf(rp, "rule: missing required key %q (required with action %q)", "source", ActionVerify)
@@ -649,7 +691,6 @@ func (d *doc) rule(p *Policy, rr *rawRule, i int) *Rule {
 			r.Threshold = int(t)
 		}
 	}
-	return r
 }
 
 func (d *doc) signers(r *Rule, rp string, list []string, src *Source) {

@@ -176,6 +176,14 @@ type Rule struct {
 	// Signers.
 	Identities []*Identity
 	Mode       Mode // "" = the global mode
+	// Also are the [[rule.also]] tables of a verify rule: what it requires
+	// of the same image from other sources, each a Rule with only Pos,
+	// Index, Action (verify), Source, Signers, Threshold, Keys and
+	// Identities set. An image the rule verifies must satisfy the rule's
+	// own source and every one of them: for example a TUF or Notary source
+	// that binds the tag to a digest, and a sigstore source whose cosign
+	// signatures the digest must carry.
+	Also []*Rule
 
 	anyNS    bool    // Namespaces contains "*"
 	maxScore int     // score of the most specific pattern in Images
@@ -194,6 +202,12 @@ type Mirror struct {
 
 // Source returns the source with the given name, or nil.
 func (p *Policy) Source(name string) *Source { return p.sources[name] }
+
+// Requirements returns the rule and its Also: every source a verify rule
+// requires, each with its signers (a new slice).
+func (r *Rule) Requirements() []*Rule {
+	return append([]*Rule{r}, r.Also...)
+}
 
 // EffectiveMode returns the rule's mode, or global if the rule has none.
 func (r *Rule) EffectiveMode(global Mode) Mode {

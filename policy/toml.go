@@ -70,6 +70,17 @@ type rawRule struct {
 	Keys       *[]string      `toml:"keys"`
 	Identities *[]rawIdentity `toml:"identities"`
 	Mode       *string        `toml:"mode"`
+	Also       []rawAlso      `toml:"also"`
+}
+
+// rawAlso is a [[rule.also]]: what a verify rule requires of the same image
+// from another source.
+type rawAlso struct {
+	Source     *string        `toml:"source"`
+	Signers    *[]string      `toml:"signers"`
+	Threshold  *int64         `toml:"threshold"`
+	Keys       *[]string      `toml:"keys"`
+	Identities *[]rawIdentity `toml:"identities"`
 }
 
 type rawIdentity struct {

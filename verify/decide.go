@@ -335,6 +335,40 @@ func judge(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Fact
 		ruleDenies(d, r, ref.Repo)
 		return
 	}
+	requirement(p, r, ix, ref, f, d, now)
+	if d.Allowed && len(r.Also) > 0 {
+		also(p, r, ix, ref, f, d, now)
+	}
+}
+
+// also judges the image against each [[rule.also]] of r, once r's own
+// source allowed it: every one must allow it too. A denial is the first
+// requirement's that denies, with its source, signers and threshold (so
+// that a pull fetches from that source), after what r's source said.
+//
+//go:noinline
+func also(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Facts, d *Decision, now time.Time) {
+	for i, a := range r.Also {
+		ad := Decision{Image: d.Image, Requested: d.Requested, Digest: d.Digest, ConfigDigest: d.ConfigDigest}
+		requirement(p, a, ix, ref, f, &ad, now)
+		if !ad.Allowed {
+			d.Allowed = false
+			d.Source, d.Signers, d.Threshold = ad.Source, ad.Signers, ad.Threshold
+			d.Reason = fmt.Sprintf("%s; but also #%d, source %q: %s", d.Reason, i+1, a.Source, ad.Reason)
+			return
+		}
+		d.Reason = fmt.Sprintf("%s; and also #%d, source %q: %s", d.Reason, i+1, a.Source, ad.Reason)
+		d.Signers = append(d.Signers, ad.Signers...)
+		if ad.Grace != "" {
+			d.Grace = strings.TrimPrefix(d.Grace+"; "+ad.Grace, "; ")
+		}
+	}
+}
+
+// requirement judges the image against one source a verify rule requires
+// (the rule's own, or one of its Also), with that requirement's signers
+// and threshold.
+func requirement(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f *Facts, d *Decision, now time.Time) {
 	d.Source = r.Source
 	si := ix.Source(r.Source)
 	if si == nil || si.Err != nil {

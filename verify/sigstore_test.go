@@ -22,6 +22,13 @@ import (
 // key IDs.
 func sigstorePolicy(t *testing.T) (*policy.Policy, string, string) {
 	t.Helper()
+	return sigstorePolicyFile(t, "policies/sigstore.toml")
+}
+
+// sigstorePolicyFile loads the policy testdata/file with key files a.pub
+// and b.pub beside it, and returns it and the key IDs.
+func sigstorePolicyFile(t *testing.T, file string) (*policy.Policy, string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	var ids []string
 	for _, name := range []string{"a.pub", "b.pub"} {
@@ -37,7 +44,7 @@ func sigstorePolicy(t *testing.T) (*policy.Policy, string, string) {
 		}
 		ids = append(ids, id)
 	}
-	doc := readTestdata("policies/sigstore.toml") // keys a.pub and b.pub are written above
+	doc := readTestdata(file) // keys a.pub and b.pub are written above
 	path := filepath.Join(dir, "policy.toml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
@@ -176,6 +183,62 @@ func TestSigstoreThresholdCountsDistinctSigners(t *testing.T) {
 			d := Decide(p, index(tt.matches), Facts{Subject: SubjectPull, Image: repo + ":1", Digest: tt.d}, now)
 			if d.Allowed != tt.allowed || !strings.Contains(d.Reason, tt.reason) {
 				t.Errorf("allowed %v, reason %q; want %v, containing %q", d.Allowed, d.Reason, tt.allowed, tt.reason)
+			}
+		})
+	}
+}
+
+// TestDecideAlso: a rule with [[rule.also]] requires every source it
+// names of the same image: a TUF source binds the tag to a digest, and a
+// sigstore source must have that digest signed by the rule's key. A
+// denial names the requirement that denied, with its source (a pull then
+// fetches from that source).
+func TestDecideAlso(t *testing.T) {
+	p, a, _ := sigstorePolicyFile(t, "policies/also.toml")
+	repo, audited := "registry.corp.example/both/app", "registry.corp.example/audited/app"
+	tags := func(name string) *Repo {
+		return &Repo{Source: "corp", Name: name, Tags: map[string]RoleTargets{
+			"1":        {"targets": {Digest: dg("signed-both")}},
+			"tuf-only": {"targets": {Digest: dg("tuf-only")}},
+			"index":    {"targets": {Digest: dg("index")}},
+		}}
+	}
+	ix := NewIndex(
+		NewSourceIndex("corp", policy.KindTUF, map[string]*Repo{repo: tags(repo), audited: tags(audited)}),
+		NewSourceIndex("cosign", policy.KindSigstore, map[string]*Repo{
+			repo:    sigstoreRepo(repo, map[digest.Digest][]string{dg("signed-both"): {a}, dg("cosign-only"): {a}, dg("index"): {a}}),
+			audited: sigstoreRepo(audited, map[digest.Digest][]string{dg("signed-both"): {a}}),
+		}),
+	)
+	now := time.Now()
+	for _, tt := range []struct {
+		name    string
+		f       Facts
+		allowed bool
+		audit   bool
+		source  string
+		reason  []string
+	}{
+		{"both sources sign", Facts{Subject: SubjectPull, Image: repo + ":1", Digest: dg("signed-both")}, true, false, "corp",
+			[]string{"signed as " + string(dg("signed-both")) + " by targets", `and also #1, source "cosign": digest matches`, "is signed by key " + a}},
+		{"tag bound, digest not cosign-signed", Facts{Subject: SubjectPull, Image: repo + ":tuf-only", Digest: dg("tuf-only")}, false, false, "cosign",
+			[]string{`but also #1, source "cosign": digest ` + string(dg("tuf-only")) + " of " + repo + " is not signed by key " + a}},
+		{"cosign-signed digest, tag not bound to it", Facts{Subject: SubjectPull, Image: repo + ":1", Digest: dg("cosign-only")}, false, false, "corp",
+			[]string{"not the signed"}},
+		{"cosign-signed digest, no signed tag", Facts{Subject: SubjectPull, Image: repo + "@" + string(dg("cosign-only")), Digest: dg("cosign-only")}, false, false, "corp", nil},
+		{"container by config, both through the signed index", Facts{Subject: SubjectContainer, Namespace: "default", Image: repo + ":index", ConfigDigest: dg("cfg"),
+			Covers: map[digest.Digest][]digest.Digest{dg("index"): {dg("platform"), dg("cfg")}}}, true, false, "corp", []string{"and also #1"}},
+		{"audit mode covers the also requirement", Facts{Subject: SubjectPull, Image: audited + ":tuf-only", Digest: dg("tuf-only")}, true, true, "cosign", []string{"but also #1"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(p, ix, tt.f, now)
+			if d.Allowed != tt.allowed || d.Audit != tt.audit || d.Source != tt.source {
+				t.Errorf("allowed %v audit %v source %q (%s); want %v %v %q", d.Allowed, d.Audit, d.Source, d.Reason, tt.allowed, tt.audit, tt.source)
+			}
+			for _, r := range tt.reason {
+				if !strings.Contains(d.Reason, r) {
+					t.Errorf("reason %q lacks %q", d.Reason, r)
+				}
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/trustd/trustd/plugin/engine"
@@ -94,19 +95,30 @@ func (c *ControlServer) Close() error {
 	return err
 }
 
+// maxPullRefreshes bounds the sources a denied pull fetches from: a rule
+// requires its own source and at most a few more ([[rule.also]]).
+const maxPullRefreshes = 5
+
 // judge decides f from memory and records the decision. A denied pull may
-// first fetch the repository's trust data (Refresh) and be decided again.
+// first fetch the repository's trust data from the source that denied it
+// (Refresh) and be decided again; when another source of the rule then
+// denies it, from that one too, each source once.
 func (c *ControlServer) judge(ctx context.Context, f verify.Facts, via engine.Via) verify.Decision {
 	start := time.Now()
 	d := c.Engine.Evaluate(ctx, f)
-	if !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil {
+	var fetched []string
+	for !d.Allowed && f.Subject == verify.SubjectPull && c.Refresh != nil && d.Source != "" &&
+		!slices.Contains(fetched, d.Source) && len(fetched) < maxPullRefreshes {
+		fetched = append(fetched, d.Source)
 		again, err := c.Refresh(ctx, d)
-		switch {
-		case err != nil:
+		if err != nil {
 			d.Reason += fmt.Sprintf("; fetching its trust data from source %q failed: %v", d.Source, err)
-		case again:
-			d = c.Engine.Evaluate(ctx, f)
+			break
 		}
+		if !again {
+			break
+		}
+		d = c.Engine.Evaluate(ctx, f)
 	}
 	c.Engine.Record(f, d, engine.Context{Via: via}, time.Since(start))
 	return d
