@@ -31,12 +31,12 @@ const (
 type jsonClass uint8
 
 const (
-	classNone     jsonClass = iota
-	classSpecial            // manifest.json, index.json, oci-layout, repositories
-	classManifest           // an image manifest (has config or layers)
-	classIndex              // an image index (has manifests)
-	classConfig             // an image config (has rootfs)
-	classSignature          // a cosign simple-signing payload or a Sigstore bundle
+	classNone      jsonClass = iota
+	classSpecial             // manifest.json, index.json, oci-layout, repositories
+	classManifest            // an image manifest (has config or layers)
+	classIndex               // an image index (has manifests)
+	classConfig              // an image config (has rootfs)
+	classSignature           // a cosign simple-signing payload or a Sigstore bundle
 )
 
 // specialFiles are the archive's own metadata files, at its root.
