@@ -3,9 +3,6 @@ package cache
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
@@ -27,9 +24,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
 
 	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/internal/testsigstore"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/test/harness"
 )
@@ -43,53 +40,21 @@ const (
 // trusted_root.json.
 func virtualTrustedRoot(t *testing.T) (*ca.VirtualSigstore, []byte) {
 	t.Helper()
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rekor := map[string]*root.TransparencyLog{}
-	for id, tl := range vs.RekorLogs() {
-		c := *tl
-		c.ID, _ = hex.DecodeString(id) // the virtual Rekor's ID is its hex log ID
-		rekor[id] = &c
-	}
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), nil, vs.TimestampingAuthorities(), rekor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := tr.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vs, data
+	vs := testsigstore.New(t)
+	return vs, testsigstore.TrustedRoot(t, vs, vs)
 }
 
 // pushKeyless pushes vs's keyless signature of digest d of repo in the tag
 // scheme: certificate and Rekor bundle in the layer's annotations.
 func pushKeyless(t *testing.T, vs *ca.VirtualSigstore, repo string, d digest.Digest) {
 	t.Helper()
-	payload := cosignPayload(repo, d)
-	te, err := vs.SignAtTime(testSubject, testIssuer, payload, time.Now().Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := te.VerificationContent()
-	sc, _ := te.SignatureContent()
-	entries, _ := te.TlogEntries()
-	tle := entries[0].TransparencyLogEntry()
-	body := base64.StdEncoding.EncodeToString(tle.CanonicalizedBody)
-	logID := hex.EncodeToString(tle.LogId.KeyId)
-	set, err := vs.RekorSignPayload(tlog.RekorPayload{Body: body, IntegratedTime: tle.IntegratedTime, LogIndex: tle.LogIndex, LogID: logID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": map[string]any{"body": body, "integratedTime": tle.IntegratedTime, "logIndex": tle.LogIndex, "logID": logID}})
+	sig := testsigstore.SignTag(t, vs, testSubject, testIssuer, cosignPayload(repo, d), time.Now().Add(time.Minute), true, false)
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
-		Layer: static.NewLayer(payload, cosign.PayloadMediaType),
+		Layer: static.NewLayer(sig.Payload, cosign.PayloadMediaType),
 		Annotations: map[string]string{
-			cosign.SignatureAnn:   base64.StdEncoding.EncodeToString(sc.Signature()),
-			cosign.CertificateAnn: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vc.Certificate().Raw})),
-			cosign.BundleAnn:      string(rb),
+			cosign.SignatureAnn:   base64.StdEncoding.EncodeToString(sig.Signature),
+			cosign.CertificateAnn: string(sig.Certificate),
+			cosign.BundleAnn:      string(sig.RekorBundle),
 		},
 	})
 	if err != nil {
