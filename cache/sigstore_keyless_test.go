@@ -52,7 +52,7 @@ func TestSigstoreRefusedReasons(t *testing.T) {
 	for d, want := range map[digest.Digest]string{
 		digest.Digest(wrongIssuer.Digest.String()): "signed by " + testSubject + " (issuer https://token.evil.example): no identity names that issuer",
 		digest.Digest(expired.Digest.String()):     "was not valid at the signing time that the log entry proves",
-		tagged: "signed by https://ci.corp.example/apps/api/release.yml@refs/heads/main (issuer " + testIssuer + "): the subject matches no identity of its issuer",
+		tagged:                                     "signed by https://ci.corp.example/apps/api/release.yml@refs/heads/main (issuer " + testIssuer + "): the subject matches no identity of its issuer",
 	} {
 		if why := refused[repo+"@"+string(d)]; len(why) != 1 || !strings.Contains(why[0], want) {
 			t.Errorf("refused[%s] = %q, want one reason saying %q", d, why, want)

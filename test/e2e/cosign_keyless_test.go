@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/sigstore/sigstore-go/pkg/testing/ca"
+
+	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/internal/testsigstore"
+	"github.com/trustd/trustd/test/harness"
+)
+
+// TestCosignKeyless runs a sigstore source for keyless signatures against a
+// Sigstore deployment the test makes (testsigstore: a Fulcio-style CA, a
+// Rekor-style log and a timestamp authority, in memory) and whose
+// trusted_root.json it writes and pins. Images in a loopback registry
+// carry keyless bundles attached through the OCI referrers API as cosign
+// v3 attaches them (or, for one, a keyless signature in cosign's tag
+// scheme); the rule names one identity (a CI workflow and its issuer):
+//
+//   - pulled: the images signed by that identity (bundle, tag scheme) are
+//     pulled and run; one signed by another subject, one by the subject
+//     under another issuer, one whose bundle carries the log entry of
+//     another signature, one whose certificate had expired at the time
+//     its log entry proves (and no timestamp), and an unsigned one are
+//     refused at pull, each saying why its signature was refused;
+//     `trustd verify` agrees;
+//   - with the registry gone and trustd restarted, the signed images run
+//     from the cache, and the refused ones, side-loaded, cannot be
+//     created.
+func TestCosignKeyless(t *testing.T) {
+	harness.Prereqs(t)
+	start := time.Now()
+	s := harness.StartStack(t, harness.StackOptions{})
+	reg, stopRegistry := harness.StartStoppableRegistry(t, registry.WithReferrersSupport(true))
+	if err := s.Node.AddRegistry(reg); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{Stack: s}
+	const (
+		issuer  = "https://token.ci.corp.example"
+		subject = "https://ci.corp.example/keyless/app/.ci/release.yml@refs/heads/main"
+	)
+	signer := subject + " (issuer " + issuer + ")"
+	push := func(repoTag, message string) image {
+		i := newImage(t, s, repoTag, message)
+		i.ref = strings.Replace(i.ref, s.Registry, reg, 1)
+		harness.Push(t, i.ref, i.img)
+		return i
+	}
+	good := push("keyless/app:good", "keyless: CI-signed image running")
+	tagged := push("keyless/app:tagged", "keyless: CI-signed image (tag scheme) running")
+	otherSubject := push("keyless/app:other-subject", "keyless: image signed by another workflow running")
+	otherIssuer := push("keyless/app:other-issuer", "keyless: image signed under another issuer running")
+	otherEntry := push("keyless/app:other-entry", "keyless: image with another signature's log entry running")
+	expired := push("keyless/app:expired", "keyless: image signed with an expired certificate running")
+	unsigned := push("keyless/app:unsigned", "keyless: unsigned image running")
+	repo := good.repo(t)
+
+	vs := testsigstore.New(t)
+	soon := time.Now().Add(time.Minute) // within the certificates' ten minutes
+	attest := func(i image, subject, issuer string, at time.Time) *ca.TestEntity {
+		return testsigstore.Attest(t, vs, subject, issuer, testsigstore.SignStatement(i.manifest, cosign.SignPredicateType), at)
+	}
+	attach := func(i image, bundle []byte) {
+		desc, err := partial.Descriptor(i.img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		harness.AttachBundle(t, repo, v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, bundle)
+	}
+	bundle := func(te *ca.TestEntity) []byte {
+		return testsigstore.Bundle(t, vs, te, testsigstore.MediaTypeV3, nil, true)
+	}
+	attach(good, bundle(attest(good, subject, issuer, soon)))
+	attach(otherSubject, bundle(attest(otherSubject, "https://ci.corp.example/keyless/other/.ci/release.yml@refs/heads/main", issuer, soon)))
+	attach(otherIssuer, bundle(attest(otherIssuer, subject, "https://token.other.example", soon)))
+	spliced := testsigstore.FirstEntry(t, vs, attest(otherEntry, subject, issuer, soon))
+	attach(otherEntry, testsigstore.Bundle(t, vs, attest(otherEntry, subject, issuer, soon), testsigstore.MediaTypeV3, spliced, true))
+	attach(expired, testsigstore.Bundle(t, vs, attest(expired, subject, issuer, time.Now().Add(30*time.Minute)), testsigstore.MediaTypeV3, nil, false))
+	harness.PushTagSignatures(t, repo, tagged.manifest, testsigstore.SignTag(t, vs, subject, issuer, testsigstore.SimpleSigningPayload(repo, tagged.manifest), soon, true, false))
+
+	rootPath := filepath.Join(filepath.Dir(s.PolicyPath), "trusted_root.json")
+	if err := os.WriteFile(rootPath, testsigstore.TrustedRoot(t, vs, vs), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeSigstorePolicy(t, s, "TestCosignKeyless (test/e2e/cosign_keyless_test.go)", reg,
+		"trusted_root = "+strconv.Quote(rootPath), "identities = [{ issuer = "+strconv.Quote(issuer)+", subject = "+strconv.Quote(subject)+" }]")
+	s.Sync(t)
+	s.StartTrustd(t)
+	e.pod = s.Node.RunPod(t, "keyless", "default")
+
+	// Each refused image and what its denial must say beyond "not signed".
+	refused := []struct {
+		i    image
+		why  string
+		what string
+	}{
+		{otherSubject, "the subject matches no identity of its issuer", "signed by another subject"},
+		{otherIssuer, "(issuer https://token.other.example): no identity names that issuer", "signed under another issuer"},
+		{otherEntry, "transparency log signature does not match", "bundle with another signature's log entry"},
+		{expired, "was not valid at the signing time that the log entry proves", "certificate expired at the logged time, no timestamp"},
+		{unsigned, "", "unsigned"},
+	}
+	verifyAll := func(t *testing.T) {
+		for _, i := range []image{good, tagged} {
+			verdicts, res := s.Verify(t, repo+"@"+string(i.manifest))
+			if res.ExitCode != 0 || len(verdicts) != 1 || !verdicts[0].Allowed || verdicts[0].Source != "cosign" || strings.Join(verdicts[0].Signers, ",") != signer {
+				t.Errorf("trustd verify %s: exit %d, %+v\n%s", i.ref, res.ExitCode, verdicts, res.Stderr)
+			}
+		}
+		for _, r := range refused {
+			verdicts, res := s.Verify(t, repo+"@"+string(r.i.manifest))
+			if res.ExitCode != 1 || len(verdicts) != 1 || verdicts[0].Allowed || !strings.Contains(verdicts[0].Reason, fragNotSigned+" by key "+signer) {
+				t.Errorf("trustd verify %s (%s): exit %d, %+v", r.i.ref, r.what, res.ExitCode, verdicts)
+			}
+		}
+	}
+
+	t.Run("pulled: the identity's signatures run, the others are refused with their reason", func(t *testing.T) {
+		for _, i := range []image{good, tagged} {
+			pulled, err := s.Node.PullImage(i.ref)
+			if err != nil {
+				t.Fatalf("CRI pull of %s blocked: %v", i.ref, err)
+			}
+			if pulled != string(i.config(t)) {
+				t.Errorf("pulled image %s, want config %s", pulled, i.config(t))
+			}
+			e.run(t, i)
+		}
+		for _, r := range refused {
+			_, err := s.Node.PullImage(r.i.ref)
+			frags := []string{repo, string(r.i.manifest), fragNotSigned + " by key " + signer}
+			if r.why != "" {
+				frags = append(frags, "signatures found for it were refused: ", r.why)
+			}
+			assertDenied(t, "CRI pull of the image "+r.what, err, frags...)
+			t.Logf("%s: %s", r.what, harness.Reason(err))
+			if r.why == "" && err != nil && strings.Contains(harness.Reason(err), "refused") {
+				t.Errorf("CRI pull of the unsigned image: reason %q names a refused signature", harness.Reason(err))
+			}
+		}
+		verifyAll(t)
+	})
+
+	// The refused images, side-loaded once the registry is gone.
+	sideLoaded := map[string]v1.Image{}
+	for _, r := range refused {
+		sideLoaded[r.i.ref] = r.i.img
+	}
+	tarPath := filepath.Join(t.TempDir(), "refused.tar")
+	harness.OCILayoutTar(t, tarPath, sideLoaded)
+
+	t.Run("registry gone, trustd restarted", func(t *testing.T) {
+		stopRegistry()
+		if err := s.Trustd.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		s.StartTrustd(t)
+		e.run(t, good)
+		e.run(t, tagged)
+		refs := make([]string, 0, len(refused))
+		for _, r := range refused {
+			refs = append(refs, r.i.ref)
+		}
+		s.Node.ImportArchive(t, tarPath, refs...)
+		for _, r := range refused {
+			_, err := e.create(t, r.i)
+			assertDenied(t, "creation of the side-loaded image "+r.what, err, repo, fragNotSigned+" by key "+signer)
+		}
+		verifyAll(t)
+	})
+	t.Logf("TestCosignKeyless took %v", time.Since(start).Round(time.Millisecond))
+}
