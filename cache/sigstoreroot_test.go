@@ -66,23 +66,6 @@ func pushKeyless(t *testing.T, vs *ca.VirtualSigstore, repo string, d digest.Dig
 	}
 }
 
-// publishTrustedRoot signs data as the trusted_root.json target and serves
-// it under targets/.
-func publishTrustedRoot(t *testing.T, repo *harness.TUFRepo, signed, served []byte) {
-	t.Helper()
-	dir := filepath.Join(repo.Dir(), "targets")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, TrustedRootTarget), served, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	repo.SetTarget(TrustedRootTarget, signed)
-	if err := repo.Publish(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // sameRoot reports whether r holds the trusted root data encodes.
 func sameRoot(t *testing.T, r *cosign.Root, data []byte) bool {
 	t.Helper()
@@ -139,7 +122,7 @@ func TestSigstoreRootTUF(t *testing.T) {
 	}
 
 	// Version 1: vs1's root.
-	publishTrustedRoot(t, tuf, tr1, tr1)
+	tuf.PublishFile(t, TrustedRootTarget, tr1, tr1)
 	res, err := src.Sync(context.Background(), time.Now())
 	if !sameRoot(t, src.Root.Root, tr1) {
 		t.Fatalf("after publishing the first root (Sync: %v): not in use", err)
@@ -159,7 +142,7 @@ func TestSigstoreRootTUF(t *testing.T) {
 	// Version 2: vs2's root replaces it. The cached signature under vs1's
 	// CA and log, which the new root no longer lists, is verified again
 	// and no longer counts; vs2's now does.
-	publishTrustedRoot(t, tuf, tr2, tr2)
+	tuf.PublishFile(t, TrustedRootTarget, tr2, tr2)
 	res, err = src.Sync(context.Background(), time.Now())
 	if !sameRoot(t, src.Root.Root, tr2) {
 		t.Fatalf("after publishing the second root (Sync: %v): not in use", err)
@@ -203,7 +186,7 @@ func TestSigstoreRootTUF(t *testing.T) {
 	_, tr3 := virtualTrustedRoot(t)
 	altered := slices.Clone(tr3)
 	altered[len(altered)/2] ^= 1
-	publishTrustedRoot(t, tuf, tr3, altered)
+	tuf.PublishFile(t, TrustedRootTarget, tr3, altered)
 	if _, err := src.Sync(context.Background(), time.Now()); err == nil || !strings.Contains(err.Error(), "served other bytes") || !sameRoot(t, src.Root.Root, tr2) {
 		t.Errorf("target of other bytes: Sync = %v; want it refused and the second root kept", err)
 	}

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +19,26 @@ import (
 	"github.com/trustd/trustd/internal/testsigstore"
 	"github.com/trustd/trustd/test/harness"
 )
+
+// The one identity the keyless tests' rules name: a CI workflow, and the
+// issuer of its tokens.
+const (
+	ciIssuer  = "https://token.ci.corp.example"
+	ciSubject = "https://ci.corp.example/keyless/app/.ci/release.yml@refs/heads/main"
+)
+
+// keylessNode starts a node and a loopback registry with the referrers
+// API; it returns the node, the registry's host and what stops it.
+func keylessNode(t *testing.T) (*env, string, func()) {
+	t.Helper()
+	harness.Prereqs(t)
+	s := harness.StartStack(t, harness.StackOptions{})
+	reg, stop := harness.StartStoppableRegistry(t, registry.WithReferrersSupport(true))
+	if err := s.Node.AddRegistry(reg); err != nil {
+		t.Fatal(err)
+	}
+	return &env{Stack: s}, reg, stop
+}
 
 // TestCosignKeyless runs a sigstore source for keyless signatures against a
 // Sigstore deployment the test makes (testsigstore: a Fulcio-style CA, a
@@ -37,25 +59,11 @@ import (
 //     from the cache, and the refused ones, side-loaded, cannot be
 //     created.
 func TestCosignKeyless(t *testing.T) {
-	harness.Prereqs(t)
 	start := time.Now()
-	s := harness.StartStack(t, harness.StackOptions{})
-	reg, stopRegistry := harness.StartStoppableRegistry(t, registry.WithReferrersSupport(true))
-	if err := s.Node.AddRegistry(reg); err != nil {
-		t.Fatal(err)
-	}
-	e := &env{Stack: s}
-	const (
-		issuer  = "https://token.ci.corp.example"
-		subject = "https://ci.corp.example/keyless/app/.ci/release.yml@refs/heads/main"
-	)
-	signer := subject + " (issuer " + issuer + ")"
-	push := func(repoTag, message string) image {
-		i := newImage(t, s, repoTag, message)
-		i.ref = strings.Replace(i.ref, s.Registry, reg, 1)
-		harness.Push(t, i.ref, i.img)
-		return i
-	}
+	e, reg, stopRegistry := keylessNode(t)
+	s := e.Stack
+	signer := ciSubject + " (issuer " + ciIssuer + ")"
+	push := func(repoTag, message string) image { return pushTo(t, s, reg, repoTag, message) }
 	good := push("keyless/app:good", "keyless: CI-signed image running")
 	tagged := push("keyless/app:tagged", "keyless: CI-signed image (tag scheme) running")
 	otherSubject := push("keyless/app:other-subject", "keyless: image signed by another workflow running")
@@ -70,30 +78,24 @@ func TestCosignKeyless(t *testing.T) {
 	attest := func(i image, subject, issuer string, at time.Time) *ca.TestEntity {
 		return testsigstore.Attest(t, vs, subject, issuer, testsigstore.SignStatement(i.manifest, cosign.SignPredicateType), at)
 	}
-	attach := func(i image, bundle []byte) {
-		desc, err := partial.Descriptor(i.img)
-		if err != nil {
-			t.Fatal(err)
-		}
-		harness.AttachBundle(t, repo, v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, bundle)
-	}
+	attach := func(i image, bundle []byte) { attachBundle(t, i, bundle) }
 	bundle := func(te *ca.TestEntity) []byte {
 		return testsigstore.Bundle(t, vs, te, testsigstore.MediaTypeV3, nil, true)
 	}
-	attach(good, bundle(attest(good, subject, issuer, soon)))
-	attach(otherSubject, bundle(attest(otherSubject, "https://ci.corp.example/keyless/other/.ci/release.yml@refs/heads/main", issuer, soon)))
-	attach(otherIssuer, bundle(attest(otherIssuer, subject, "https://token.other.example", soon)))
-	spliced := testsigstore.FirstEntry(t, vs, attest(otherEntry, subject, issuer, soon))
-	attach(otherEntry, testsigstore.Bundle(t, vs, attest(otherEntry, subject, issuer, soon), testsigstore.MediaTypeV3, spliced, true))
-	attach(expired, testsigstore.Bundle(t, vs, attest(expired, subject, issuer, time.Now().Add(30*time.Minute)), testsigstore.MediaTypeV3, nil, false))
-	harness.PushTagSignatures(t, repo, tagged.manifest, testsigstore.SignTag(t, vs, subject, issuer, testsigstore.SimpleSigningPayload(repo, tagged.manifest), soon, true, false))
+	attach(good, bundle(attest(good, ciSubject, ciIssuer, soon)))
+	attach(otherSubject, bundle(attest(otherSubject, "https://ci.corp.example/keyless/other/.ci/release.yml@refs/heads/main", ciIssuer, soon)))
+	attach(otherIssuer, bundle(attest(otherIssuer, ciSubject, "https://token.other.example", soon)))
+	spliced := testsigstore.FirstEntry(t, vs, attest(otherEntry, ciSubject, ciIssuer, soon))
+	attach(otherEntry, testsigstore.Bundle(t, vs, attest(otherEntry, ciSubject, ciIssuer, soon), testsigstore.MediaTypeV3, spliced, true))
+	attach(expired, testsigstore.Bundle(t, vs, attest(expired, ciSubject, ciIssuer, time.Now().Add(30*time.Minute)), testsigstore.MediaTypeV3, nil, false))
+	harness.PushTagSignatures(t, repo, tagged.manifest, testsigstore.SignTag(t, vs, ciSubject, ciIssuer, testsigstore.SimpleSigningPayload(repo, tagged.manifest), soon, true, false))
 
 	rootPath := filepath.Join(filepath.Dir(s.PolicyPath), "trusted_root.json")
 	if err := os.WriteFile(rootPath, testsigstore.TrustedRoot(t, vs, vs), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	writeSigstorePolicy(t, s, "TestCosignKeyless (test/e2e/cosign_keyless_test.go)", reg,
-		"trusted_root = "+strconv.Quote(rootPath), "identities = [{ issuer = "+strconv.Quote(issuer)+", subject = "+strconv.Quote(subject)+" }]")
+		"trusted_root = "+strconv.Quote(rootPath), "identities = [{ issuer = "+strconv.Quote(ciIssuer)+", subject = "+strconv.Quote(ciSubject)+" }]")
 	s.Sync(t)
 	s.StartTrustd(t)
 	e.pod = s.Node.RunPod(t, "keyless", "default")
@@ -179,4 +181,145 @@ func TestCosignKeyless(t *testing.T) {
 		verifyAll(t)
 	})
 	t.Logf("TestCosignKeyless took %v", time.Since(start).Round(time.Millisecond))
+}
+
+// pushTo pushes a new test image to the registry reg.
+func pushTo(t *testing.T, s *harness.Stack, reg, repoTag, message string) image {
+	t.Helper()
+	i := newImage(t, s, repoTag, message)
+	i.ref = strings.Replace(i.ref, s.Registry, reg, 1)
+	harness.Push(t, i.ref, i.img)
+	return i
+}
+
+// attachBundle attaches a Sigstore bundle to i's manifest through the
+// referrers API, as cosign v3 does.
+func attachBundle(t *testing.T, i image, bundle []byte) {
+	t.Helper()
+	desc, err := partial.Descriptor(i.img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	harness.AttachBundle(t, i.repo(t), v1.Descriptor{MediaType: desc.MediaType, Size: desc.Size, Digest: desc.Digest}, bundle)
+}
+
+// TestCosignKeylessTUF runs a sigstore source whose trusted root is
+// distributed by a TUF repository (url and root), served on loopback, as
+// the daemon follows it: an image signed under the first trusted root runs
+// and one signed under another deployment is refused at pull (its CA is
+// not in the trusted root); once the repository publishes the second
+// deployment's root, the daemon's sync takes it: the second image runs and
+// the first, whose cached signature its CA no longer vouches for, is
+// refused; a rolled back repository (the first version's metadata and root
+// served again) is refused, the daemon says so, and the decisions stand.
+func TestCosignKeylessTUF(t *testing.T) {
+	start := time.Now()
+	e, reg, _ := keylessNode(t)
+	s := e.Stack
+	const target = "trusted_root.json"
+	vs1, vs2 := testsigstore.New(t), testsigstore.New(t)
+	tr1, tr2 := testsigstore.TrustedRoot(t, vs1, vs1), testsigstore.TrustedRoot(t, vs2, vs2)
+	tuf := harness.NewTUFRepo(t)
+	tuf.PublishFile(t, target, tr1, tr1)
+
+	first := pushTo(t, s, reg, "keyless-tuf/app:first", "keyless-tuf: image signed under the first root running")
+	second := pushTo(t, s, reg, "keyless-tuf/app:second", "keyless-tuf: image signed under the second root running")
+	soon := time.Now().Add(time.Minute)
+	for _, c := range []struct {
+		i  image
+		vs *ca.VirtualSigstore
+	}{{first, vs1}, {second, vs2}} {
+		te := testsigstore.Attest(t, c.vs, ciSubject, ciIssuer, testsigstore.SignStatement(c.i.manifest, cosign.SignPredicateType), soon)
+		attachBundle(t, c.i, testsigstore.Bundle(t, c.vs, te, testsigstore.MediaTypeV3, nil, true))
+	}
+	writeSigstorePolicy(t, s, "TestCosignKeylessTUF (test/e2e/cosign_keyless_test.go)", reg,
+		"url = "+strconv.Quote(tuf.URL())+"\nroot = "+strconv.Quote(tuf.RootPath()),
+		"identities = [{ issuer = "+strconv.Quote(ciIssuer)+", subject = "+strconv.Quote(ciSubject)+" }]")
+	s.Sync(t)
+	s.StartTrustd(t)
+	e.pod = s.Node.RunPod(t, "keyless-tuf", "default")
+	signer := ciSubject + " (issuer " + ciIssuer + ")"
+	const notInRoot = "does not chain to a certificate authority of the trusted root"
+
+	// eventually retries f (a decision that waits for the daemon's next
+	// sync round) until it returns nil.
+	eventually := func(t *testing.T, what string, f func() error) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			err := f()
+			if err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v", what, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}
+	status := func(t *testing.T) string {
+		st := s.CLI(t, "status", "--config", s.PolicyPath)
+		return st.Stdout + st.Stderr
+	}
+
+	t.Run("the first root, from the TUF repository", func(t *testing.T) {
+		if _, err := s.Node.PullImage(first.ref); err != nil {
+			t.Fatalf("CRI pull of %s blocked: %v", first.ref, err)
+		}
+		e.run(t, first)
+		_, err := s.Node.PullImage(second.ref)
+		assertDenied(t, "CRI pull of the image signed under another deployment", err, string(second.manifest), fragNotSigned+" by key "+signer, notInRoot)
+	})
+
+	saved := map[string][]byte{}
+	files, _ := filepath.Glob(filepath.Join(tuf.Dir(), "*.json"))
+	for _, f := range append(files, filepath.Join(tuf.Dir(), "targets", target)) {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		saved[f] = b
+	}
+
+	t.Run("the root rotated: followed by the daemon", func(t *testing.T) {
+		tuf.PublishFile(t, target, tr2, tr2)
+		eventually(t, "CRI pull of the image signed under the second root", func() error {
+			_, err := s.Node.PullImage(second.ref)
+			return err
+		})
+		e.run(t, second)
+		eventually(t, "creation of the image signed under the first root", func() error {
+			if _, err := e.create(t, first); err == nil {
+				return errors.New("allowed")
+			} else if !strings.Contains(harness.Reason(err), fragNotSigned+" by key "+signer) {
+				return err
+			}
+			return nil
+		})
+		if verdicts, res := s.Verify(t, first.repo(t)+"@"+string(first.manifest)); res.ExitCode != 1 || len(verdicts) != 1 || verdicts[0].Allowed {
+			t.Errorf("trustd verify of the first image: exit %d, %+v", res.ExitCode, verdicts)
+		}
+	})
+
+	t.Run("the repository rolled back: refused, the second root kept", func(t *testing.T) {
+		for f, b := range saved {
+			if err := os.WriteFile(f, b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, "trustd status after the rollback", func() error {
+			if st := status(t); !strings.Contains(st, "last sync error") || !strings.Contains(st, "TUF repository") || !strings.Contains(st, "version") {
+				return fmt.Errorf("no rollback refusal reported:\n%s", st)
+			}
+			return nil
+		})
+		e.run(t, second)
+		_, err := e.create(t, first)
+		assertDenied(t, "creation of the image signed under the first root, after the rollback", err, fragNotSigned+" by key "+signer)
+		if verdicts, res := s.Verify(t, second.repo(t)+"@"+string(second.manifest)); res.ExitCode != 0 || len(verdicts) != 1 || !verdicts[0].Allowed {
+			t.Errorf("trustd verify of the second image: exit %d, %+v", res.ExitCode, verdicts)
+		}
+		t.Logf("status after the rollback:\n%s", status(t))
+	})
+	t.Logf("TestCosignKeylessTUF took %v", time.Since(start).Round(time.Millisecond))
 }
