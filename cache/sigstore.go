@@ -35,7 +35,13 @@ const (
 	maxSigPayload    = 64 << 10 // bytes of one payload
 	maxSigsPerRepo   = 8192     // verified signatures kept per repository
 	maxSigstoreRepos = 4096     // repositories kept in sync
-	sigstoreTimeout  = 60 * time.Second
+	// Why signatures found for a digest were refused, kept in memory to
+	// explain the digest's denial: at most this many digests, reasons per
+	// digest, and bytes per reason.
+	maxRefusedDigests = 1024
+	maxRefusedReasons = 3
+	maxRefusedReason  = 300
+	sigstoreTimeout   = 60 * time.Second
 )
 
 var sigTagRE = regexp.MustCompile(`^sha256-([0-9a-f]{64})\.sig$`)
@@ -88,6 +94,9 @@ type SigstoreSource struct {
 	// repository (WantDigest).
 	wantedDigests map[string][]digest.Digest
 	locks         sync.Map // repository -> *sync.Mutex: one fetch of a repository at a time
+	// refused holds, per "repository@digest", why the signatures found
+	// for that digest at its last fetch were refused (noteRefused).
+	refused map[string][]string
 }
 
 // Name implements Source.
@@ -226,6 +235,12 @@ func (s *SigstoreSource) Index() *verify.SourceIndex {
 		slices.Sort(m)
 	}
 	si.SignerMatches = matches
+	if len(s.refused) > 0 {
+		si.Refused = make(map[string][]string, len(s.refused))
+		for k, v := range s.refused {
+			si.Refused[k] = slices.Clone(v)
+		}
+	}
 	si.Version, si.Updated = fmt.Sprintf("%d repositories, %d signed digests", si.NumRepos(), si.NumTags()), time.Now()
 	return si
 }
@@ -424,6 +439,8 @@ func (s *SigstoreSource) fetch(ctx context.Context, repo string, pulled []digest
 	}
 	var out []SigstoreSignature
 	var problems []error
+	why := refusals{}
+	var asked []digest.Digest
 	n := 0
 	for _, tag := range tags {
 		m := sigTagRE.FindStringSubmatch(tag)
@@ -435,8 +452,11 @@ func (s *SigstoreSource) fetch(ctx context.Context, repo string, pulled []digest
 			break
 		}
 		d := digest.NewDigestFromEncoded(digest.SHA256, m[1])
-		sigs, err := s.fetchSigs(r.Tag(tag), repo, d, opts)
+		sigs, err := s.fetchSigs(r.Tag(tag), repo, d, opts, why)
 		out = append(out, sigs...)
+		if !errors.Is(err, ErrUnreachable) {
+			asked = append(asked, d)
+		}
 		if err != nil {
 			problems = append(problems, fmt.Errorf("signatures of %s@%s: %w", repo, d, err))
 		}
@@ -446,36 +466,46 @@ func (s *SigstoreSource) fetch(ctx context.Context, repo string, pulled []digest
 		problems = append(problems, fmt.Errorf("signatures of %s: %w", repo, err))
 	}
 	for _, d := range ask {
-		sigs, err := s.fetchReferrers(r, repo, d, opts)
+		sigs, err := s.fetchReferrers(r, repo, d, opts, why)
 		out = append(out, sigs...)
+		if !errors.Is(err, ErrUnreachable) {
+			asked = append(asked, d)
+		}
 		if err != nil {
 			problems = append(problems, fmt.Errorf("signatures of %s@%s (referrers): %w", repo, d, err))
 		}
 	}
+	s.noteRefused(repo, asked, why)
 	return out, errors.Join(problems...)
 }
 
 // fetchSigs reads one signature manifest of the tag scheme and returns the
-// signatures in it that verify, for digest d of repo.
-func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, opts []remote.Option) ([]SigstoreSignature, error) {
+// signatures in it that verify, for digest d of repo (why those that did
+// not were refused goes to why).
+func (s *SigstoreSource) fetchSigs(tag name.Tag, repo string, d digest.Digest, opts []remote.Option, why refusals) ([]SigstoreSignature, error) {
 	desc, err := remote.Get(tag, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	arts, problems := CosignArtifacts(desc.Manifest, "", remoteBlobs(tag.Context(), opts))
-	sigs, more := s.verifyArtifacts(repo, d, arts)
+	sigs, more := s.verifyArtifacts(repo, d, arts, why)
 	return sigs, errors.Join(append(problems, more...)...)
 }
 
 // verifyArtifacts returns the signatures among arts that verify as
 // signatures of digest d of repo. An artifact made by no signer the
 // policy names is skipped silently; any other failure (a signature for
-// another image, one that does not verify) is reported.
-func (s *SigstoreSource) verifyArtifacts(repo string, d digest.Digest, arts []cosign.Artifact) ([]SigstoreSignature, []error) {
+// another image, one that does not verify) is reported. Why each was
+// refused goes to why (when not nil), except a bare cosign.ErrNoSigner
+// (a key no rule names: the denial says which keys it wants).
+func (s *SigstoreSource) verifyArtifacts(repo string, d digest.Digest, arts []cosign.Artifact, why refusals) ([]SigstoreSignature, []error) {
 	var out []SigstoreSignature
 	var problems []error
 	for _, a := range arts {
 		res, err := s.Verifier.Verify(&a, repo, d)
+		if err != nil && err != cosign.ErrNoSigner { //nolint:errorlint // the bare error says nothing more
+			why.add(d, err)
+		}
 		switch {
 		case err == nil:
 			out = append(out, SigstoreSignature{Digest: d, Signer: res.Signer, Matches: res.Matches, Artifact: a})
@@ -487,6 +517,43 @@ func (s *SigstoreSource) verifyArtifacts(repo string, d digest.Digest, arts []co
 		}
 	}
 	return out, problems
+}
+
+// refusals collects, per digest, why signatures found for it were refused.
+type refusals map[digest.Digest][]string
+
+func (r refusals) add(d digest.Digest, err error) {
+	if r == nil || len(r[d]) >= maxRefusedReasons {
+		return
+	}
+	msg := err.Error()
+	if len(msg) > maxRefusedReason {
+		msg = strings.ToValidUTF8(msg[:maxRefusedReason], "") + "…"
+	}
+	if !slices.Contains(r[d], msg) {
+		r[d] = append(r[d], msg)
+	}
+}
+
+// noteRefused records, for the digests of repo whose signatures were just
+// read (asked), why those that were refused were (why): the reasons of
+// the last fetch replace those of the one before, and a digest with none
+// is forgotten. The index carries them to explain a denial.
+func (s *SigstoreSource) noteRefused(repo string, asked []digest.Digest, why refusals) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range asked {
+		k := repo + "@" + d.String()
+		switch {
+		case len(why[d]) == 0:
+			delete(s.refused, k)
+		case s.refused[k] != nil || len(s.refused) < maxRefusedDigests:
+			if s.refused == nil {
+				s.refused = map[string][]string{}
+			}
+			s.refused[k] = why[d]
+		}
+	}
 }
 
 var (

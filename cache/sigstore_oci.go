@@ -113,8 +113,8 @@ func (s *SigstoreSource) referrerDigests(repo string, tags []string, pulled []di
 // fetchReferrers asks the registry for the referrers of digest d of repo
 // (OCI 1.1 referrers API, or the referrers tag scheme when the registry
 // has no such API) and returns the Sigstore bundles among them that
-// verify.
-func (s *SigstoreSource) fetchReferrers(r name.Repository, repo string, d digest.Digest, opts []remote.Option) ([]SigstoreSignature, error) {
+// verify (why the others were refused goes to why).
+func (s *SigstoreSource) fetchReferrers(r name.Repository, repo string, d digest.Digest, opts []remote.Option, why refusals) ([]SigstoreSignature, error) {
 	idx, err := remote.Referrers(r.Digest(d.String()), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
@@ -145,7 +145,7 @@ func (s *SigstoreSource) fetchReferrers(r name.Repository, repo string, d digest
 		}
 		arts, more := CosignArtifacts(got.Manifest, d, remoteBlobs(r, opts))
 		problems = append(problems, more...)
-		sigs, more := s.verifyArtifacts(repo, d, arts)
+		sigs, more := s.verifyArtifacts(repo, d, arts, why)
 		out = append(out, sigs...)
 		problems = append(problems, more...)
 	}
@@ -335,7 +335,7 @@ func (s *SigstoreSource) AddSignatures(repo string, d digest.Digest, arts []cosi
 	l, _ := s.locks.LoadOrStore(repo, &sync.Mutex{})
 	l.(*sync.Mutex).Lock()
 	defer l.(*sync.Mutex).Unlock()
-	sigs, problems := s.verifyArtifacts(repo, d, arts)
+	sigs, problems := s.verifyArtifacts(repo, d, arts, nil)
 	added, err := s.merge(repo, sigs, persist)
 	if err != nil {
 		problems = append(problems, err)

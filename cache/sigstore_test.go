@@ -28,11 +28,12 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/internal/testsigstore"
 	"github.com/trustd/trustd/verify"
 )
 
 func cosignPayload(repo string, d digest.Digest) []byte {
-	return fmt.Appendf(nil, `{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, repo, d)
+	return testsigstore.SimpleSigningPayload(repo, d)
 }
 
 func testKey(t *testing.T) (*ecdsa.PrivateKey, cosign.Key) {

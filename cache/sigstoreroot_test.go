@@ -3,9 +3,6 @@ package cache
 import (
 	"context"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"io"
 	"log"
@@ -27,9 +24,9 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
 
 	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/internal/testsigstore"
 	"github.com/trustd/trustd/policy"
 	"github.com/trustd/trustd/test/harness"
 )
@@ -43,53 +40,21 @@ const (
 // trusted_root.json.
 func virtualTrustedRoot(t *testing.T) (*ca.VirtualSigstore, []byte) {
 	t.Helper()
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	rekor := map[string]*root.TransparencyLog{}
-	for id, tl := range vs.RekorLogs() {
-		c := *tl
-		c.ID, _ = hex.DecodeString(id) // the virtual Rekor's ID is its hex log ID
-		rekor[id] = &c
-	}
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, vs.FulcioCertificateAuthorities(), nil, vs.TimestampingAuthorities(), rekor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := tr.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vs, data
+	vs := testsigstore.New(t)
+	return vs, testsigstore.TrustedRoot(t, vs, vs)
 }
 
 // pushKeyless pushes vs's keyless signature of digest d of repo in the tag
 // scheme: certificate and Rekor bundle in the layer's annotations.
 func pushKeyless(t *testing.T, vs *ca.VirtualSigstore, repo string, d digest.Digest) {
 	t.Helper()
-	payload := cosignPayload(repo, d)
-	te, err := vs.SignAtTime(testSubject, testIssuer, payload, time.Now().Add(time.Minute))
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := te.VerificationContent()
-	sc, _ := te.SignatureContent()
-	entries, _ := te.TlogEntries()
-	tle := entries[0].TransparencyLogEntry()
-	body := base64.StdEncoding.EncodeToString(tle.CanonicalizedBody)
-	logID := hex.EncodeToString(tle.LogId.KeyId)
-	set, err := vs.RekorSignPayload(tlog.RekorPayload{Body: body, IntegratedTime: tle.IntegratedTime, LogIndex: tle.LogIndex, LogID: logID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rb, _ := json.Marshal(map[string]any{"SignedEntryTimestamp": set, "Payload": map[string]any{"body": body, "integratedTime": tle.IntegratedTime, "logIndex": tle.LogIndex, "logID": logID}})
+	sig := testsigstore.SignTag(t, vs, testSubject, testIssuer, cosignPayload(repo, d), time.Now().Add(time.Minute), true, false)
 	img, err := mutate.Append(mutate.MediaType(empty.Image, types.OCIManifestSchema1), mutate.Addendum{
-		Layer: static.NewLayer(payload, cosign.PayloadMediaType),
+		Layer: static.NewLayer(sig.Payload, cosign.PayloadMediaType),
 		Annotations: map[string]string{
-			cosign.SignatureAnn:   base64.StdEncoding.EncodeToString(sc.Signature()),
-			cosign.CertificateAnn: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vc.Certificate().Raw})),
-			cosign.BundleAnn:      string(rb),
+			cosign.SignatureAnn:   base64.StdEncoding.EncodeToString(sig.Signature),
+			cosign.CertificateAnn: string(sig.Certificate),
+			cosign.BundleAnn:      string(sig.RekorBundle),
 		},
 	})
 	if err != nil {
@@ -97,23 +62,6 @@ func pushKeyless(t *testing.T, vs *ca.VirtualSigstore, repo string, d digest.Dig
 	}
 	tag, _ := name.NewTag(repo + ":sha256-" + d.Encoded() + ".sig")
 	if err := remote.Write(tag, img); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// publishTrustedRoot signs data as the trusted_root.json target and serves
-// it under targets/.
-func publishTrustedRoot(t *testing.T, repo *harness.TUFRepo, signed, served []byte) {
-	t.Helper()
-	dir := filepath.Join(repo.Dir(), "targets")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, TrustedRootTarget), served, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	repo.SetTarget(TrustedRootTarget, signed)
-	if err := repo.Publish(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -174,7 +122,7 @@ func TestSigstoreRootTUF(t *testing.T) {
 	}
 
 	// Version 1: vs1's root.
-	publishTrustedRoot(t, tuf, tr1, tr1)
+	tuf.PublishFile(t, TrustedRootTarget, tr1, tr1)
 	res, err := src.Sync(context.Background(), time.Now())
 	if !sameRoot(t, src.Root.Root, tr1) {
 		t.Fatalf("after publishing the first root (Sync: %v): not in use", err)
@@ -194,7 +142,7 @@ func TestSigstoreRootTUF(t *testing.T) {
 	// Version 2: vs2's root replaces it. The cached signature under vs1's
 	// CA and log, which the new root no longer lists, is verified again
 	// and no longer counts; vs2's now does.
-	publishTrustedRoot(t, tuf, tr2, tr2)
+	tuf.PublishFile(t, TrustedRootTarget, tr2, tr2)
 	res, err = src.Sync(context.Background(), time.Now())
 	if !sameRoot(t, src.Root.Root, tr2) {
 		t.Fatalf("after publishing the second root (Sync: %v): not in use", err)
@@ -238,7 +186,7 @@ func TestSigstoreRootTUF(t *testing.T) {
 	_, tr3 := virtualTrustedRoot(t)
 	altered := slices.Clone(tr3)
 	altered[len(altered)/2] ^= 1
-	publishTrustedRoot(t, tuf, tr3, altered)
+	tuf.PublishFile(t, TrustedRootTarget, tr3, altered)
 	if _, err := src.Sync(context.Background(), time.Now()); err == nil || !strings.Contains(err.Error(), "served other bytes") || !sameRoot(t, src.Root.Root, tr2) {
 		t.Errorf("target of other bytes: Sync = %v; want it refused and the second root kept", err)
 	}

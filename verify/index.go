@@ -41,6 +41,11 @@ type SourceIndex struct {
 	// that satisfy one of its keys or identities. Nil: each signer
 	// satisfies itself only.
 	SignerMatches map[string][]string
+	// Refused, of a sigstore source, holds per "repository@digest" why the
+	// signatures found for that digest at its last fetch were refused (a
+	// certificate that did not verify, an identity no rule names, ...): a
+	// denial of that digest says so. Informational; never trust data.
+	Refused map[string][]string
 }
 
 // NewSourceIndex returns the index of source name (of kind "tuf" or

@@ -40,7 +40,7 @@ func decideSigstore(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, d *
 		d.Reason = fmt.Sprintf("%s: %s@%s is signed by %s", how, ref.Repo, d.SignedDigest, describeKeyList(d.Signers))
 		return
 	}
-	sigstoreNotSigned(rt, &byDigest, f, d, signers, threshold)
+	sigstoreNotSigned(si, rt, &byDigest, f, d, signers, threshold)
 }
 
 // acceptedSigners returns the signers in si whose signatures count for a
@@ -66,10 +66,11 @@ func acceptedSigners(si *SourceIndex, ids []string) []string {
 }
 
 // sigstoreNotSigned is the reason of a denial by a sigstore source: the
-// digest judged, the keys the rule wants, and the keys that did sign it.
+// digest judged, the keys the rule wants, the keys that did sign it, and
+// why the signatures found for it were refused.
 //
 //go:noinline
-func sigstoreNotSigned(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
+func sigstoreNotSigned(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []string, threshold int) {
 	what, x := "digest", f.Digest
 	switch {
 	case ref.Digest != "":
@@ -99,6 +100,9 @@ func sigstoreNotSigned(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, sign
 		d.Reason += fmt.Sprintf(" (signed only by %s)", describeKeyList(by))
 	case what == "image config" && len(f.Covers) == 0 && rt.NumTags() > 0:
 		d.Reason += " (no signed manifest's content is known to cover it: pull the signed image once)"
+	}
+	if why := si.Refused[ref.Repo+"@"+string(x)]; len(why) > 0 {
+		d.Reason += "; signatures found for it were refused: " + strings.Join(why, "; ")
 	}
 }
 

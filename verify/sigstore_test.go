@@ -85,6 +85,7 @@ func TestDecideSigstore(t *testing.T) {
 			dg("api-one"):  {b},
 		}),
 	}))
+	ix.Source("cosign").Refused = map[string][]string{"registry.corp.example/apps/web@" + string(dg("web-refused")): {"keyless signature: expired", "signed by x: no identity names that issuer"}}
 	now := time.Now()
 	tests := []struct {
 		name    string
@@ -101,6 +102,8 @@ func TestDecideSigstore(t *testing.T) {
 			"is not signed by key " + a + " (signed only by key " + other + ")"},
 		{"signature for another digest", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/web@" + string(dg("web-unsigned")), Digest: dg("web-unsigned")}, false,
 			"requested digest " + string(dg("web-unsigned")) + " of registry.corp.example/apps/web is not signed by key " + a},
+		{"signatures found and refused", Facts{Subject: SubjectPull, Image: "registry.corp.example/apps/web:1", Digest: dg("web-refused")}, false,
+			"is not signed by key " + a + "; signatures found for it were refused: keyless signature: expired; signed by x: no identity names that issuer"},
 		{"tag without digest", Facts{Image: "registry.corp.example/apps/web:1"}, false, "cosign signs digests, not tags"},
 		{"config covered by a signed index", Facts{Subject: SubjectContainer, Namespace: "default", Image: "registry.corp.example/apps/web:1", ConfigDigest: dg("cfg"),
 			Covers: map[digest.Digest][]digest.Digest{dg("web-index"): {dg("platform"), dg("cfg")}}}, true, "image config " + string(dg("cfg")) + " matches"},
@@ -118,6 +121,11 @@ func TestDecideSigstore(t *testing.T) {
 				t.Errorf("allowed %v, reason %q; want %v, containing %q", d.Allowed, d.Reason, tt.allowed, tt.reason)
 			}
 		})
+	}
+
+	// Refusals are those of the repository judged.
+	if d := Decide(p, ix, Facts{Subject: SubjectPull, Image: "registry.corp.example/team/api:1", Digest: dg("web-refused")}, now); d.Allowed || strings.Contains(d.Reason, "refused") {
+		t.Errorf("another repository: allowed %v, reason %q", d.Allowed, d.Reason)
 	}
 
 	// A policy parsed without its keys (Parse, not Load) allows nothing.

@@ -5,15 +5,16 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/trustd/trustd/internal/testsigstore"
 )
 
 func cosignPayload(repo string, d digest.Digest) []byte {
-	return fmt.Appendf(nil, `{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, repo, d)
+	return testsigstore.SimpleSigningPayload(repo, d)
 }
 
 func ecSign(t *testing.T, k *ecdsa.PrivateKey, payload []byte) []byte {

@@ -7,11 +7,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/hex"
-	"encoding/json"
-	"encoding/pem"
 	"errors"
-	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -22,147 +18,31 @@ import (
 	protobundle "github.com/sigstore/protobuf-specs/gen/pb-go/bundle/v1"
 	protocommon "github.com/sigstore/protobuf-specs/gen/pb-go/common/v1"
 	protodsse "github.com/sigstore/protobuf-specs/gen/pb-go/dsse"
-	protorekor "github.com/sigstore/protobuf-specs/gen/pb-go/rekor/v1"
 	"github.com/sigstore/sigstore-go/pkg/root"
 	"github.com/sigstore/sigstore-go/pkg/testing/ca"
-	"github.com/sigstore/sigstore-go/pkg/tlog"
 	"github.com/sigstore/sigstore/pkg/signature"
 	sigdsse "github.com/sigstore/sigstore/pkg/signature/dsse"
 	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
+	"github.com/trustd/trustd/internal/testsigstore"
 	"github.com/trustd/trustd/policy"
 )
 
 const (
-	testRepo    = "registry.corp.example/apps/web"
-	ciIssuer    = "https://token.ci.corp.example"
-	ciSubject   = "https://ci.corp.example/apps/web/release.yml@refs/heads/main"
-	mediaTypeV3 = "application/vnd.dev.sigstore.bundle.v0.3+json"
-	mediaTypeV1 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+	testRepo  = "registry.corp.example/apps/web"
+	ciIssuer  = "https://token.ci.corp.example"
+	ciSubject = "https://ci.corp.example/apps/web/release.yml@refs/heads/main"
 )
 
-func newVirtualSigstore(t *testing.T) *ca.VirtualSigstore {
+// trustedRoot is the trusted root of a deployment made of fulcio's CA and
+// logs' Rekor and timestamp authority, as trustd reads it.
+func trustedRoot(t *testing.T, fulcio, logs *ca.VirtualSigstore) *Root {
 	t.Helper()
-	vs, err := ca.NewVirtualSigstore()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vs
-}
-
-// writeTrustedRoot writes the trusted_root.json of a deployment made of
-// fulcio's CA and logs' Rekor and timestamp authority, and parses it back
-// as trustd reads it.
-func writeTrustedRoot(t *testing.T, fulcio, logs *ca.VirtualSigstore) *Root {
-	t.Helper()
-	// The virtual Rekor's ID is its hex log ID; a trusted_root.json holds
-	// the raw bytes.
-	rekor := map[string]*root.TransparencyLog{}
-	for id, tl := range logs.RekorLogs() {
-		c := *tl
-		c.ID, _ = hex.DecodeString(id)
-		rekor[id] = &c
-	}
-	tr, err := root.NewTrustedRoot(root.TrustedRootMediaType01, fulcio.FulcioCertificateAuthorities(), nil, logs.TimestampingAuthorities(), rekor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := tr.MarshalJSON()
-	if err != nil {
-		t.Fatal(err)
-	}
-	parsed, err := ParseTrustedRoot(data)
+	parsed, err := ParseTrustedRoot(testsigstore.TrustedRoot(t, fulcio, logs))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return NewRoot(parsed)
-}
-
-// signStatement is the in-toto statement cosign v3 `sign` writes for
-// digest d (protojson of an intotov1.Statement: no subject name, an empty
-// predicate).
-func signStatement(d digest.Digest, predicateType string) []byte {
-	return fmt.Appendf(nil, `{"_type":"https://in-toto.io/Statement/v1","subject":[{"digest":{%q:%q}}],"predicateType":%q,"predicate":{}}`, d.Algorithm(), d.Encoded(), predicateType)
-}
-
-// entryProto is e as a bundle holds it, with the signed entry timestamp
-// the virtual Rekor signs.
-func entryProto(t *testing.T, vs *ca.VirtualSigstore, e *tlog.Entry) *protorekor.TransparencyLogEntry {
-	t.Helper()
-	tle := proto.Clone(e.TransparencyLogEntry()).(*protorekor.TransparencyLogEntry)
-	var kv struct{ Kind, APIVersion string }
-	if err := json.Unmarshal(tle.CanonicalizedBody, &kv); err != nil {
-		t.Fatal(err)
-	}
-	tle.KindVersion = &protorekor.KindVersion{Kind: kv.Kind, Version: kv.APIVersion}
-	set, err := vs.RekorSignPayload(tlog.RekorPayload{
-		Body:           base64.StdEncoding.EncodeToString(tle.CanonicalizedBody),
-		IntegratedTime: tle.IntegratedTime,
-		LogIndex:       tle.LogIndex,
-		LogID:          hex.EncodeToString(tle.LogId.KeyId),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tle.InclusionPromise = &protorekor.InclusionPromise{SignedEntryTimestamp: set}
-	return tle
-}
-
-// keylessBundle is what Attest signs, as a bundle of mediaType; entry
-// replaces the log entry when set; timestamps are kept when ts.
-func keylessBundle(t *testing.T, vs *ca.VirtualSigstore, te *ca.TestEntity, mediaType string, entry *protorekor.TransparencyLogEntry, ts bool) []byte {
-	t.Helper()
-	vc, _ := te.VerificationContent()
-	sc, _ := te.SignatureContent()
-	env := sc.EnvelopeContent().RawEnvelope()
-	payload, err := base64.StdEncoding.DecodeString(env.Payload)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
-	entries, _ := te.TlogEntries()
-	if entry == nil {
-		entry = entryProto(t, vs, entries[0])
-	}
-	vm := &protobundle.VerificationMaterial{TlogEntries: []*protorekor.TransparencyLogEntry{entry}}
-	if mediaType == mediaTypeV1 {
-		entry.InclusionProof = nil
-		vm.Content = &protobundle.VerificationMaterial_X509CertificateChain{X509CertificateChain: &protocommon.X509CertificateChain{
-			Certificates: []*protocommon.X509Certificate{{RawBytes: vc.Certificate().Raw}},
-		}}
-	} else {
-		vm.Content = &protobundle.VerificationMaterial_Certificate{Certificate: &protocommon.X509Certificate{RawBytes: vc.Certificate().Raw}}
-	}
-	if ts {
-		tss, _ := te.Timestamps()
-		vm.TimestampVerificationData = &protobundle.TimestampVerificationData{}
-		for _, t := range tss {
-			vm.TimestampVerificationData.Rfc3161Timestamps = append(vm.TimestampVerificationData.Rfc3161Timestamps, &protocommon.RFC3161SignedTimestamp{SignedTimestamp: t})
-		}
-	}
-	b := &protobundle.Bundle{
-		MediaType:            mediaType,
-		VerificationMaterial: vm,
-		Content: &protobundle.Bundle_DsseEnvelope{DsseEnvelope: &protodsse.Envelope{
-			Payload: payload, PayloadType: env.PayloadType,
-			Signatures: []*protodsse.Signature{{Sig: sig}},
-		}},
-	}
-	out, err := protojson.Marshal(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func attest(t *testing.T, vs *ca.VirtualSigstore, subject, issuer string, body []byte, at time.Time) *ca.TestEntity {
-	t.Helper()
-	te, err := vs.AttestAtTime(subject, issuer, body, at, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return te
 }
 
 func ciIdentities() []Identity {
@@ -179,29 +59,28 @@ func ciIdentities() []Identity {
 // statement signs this digest, and the identity is one the policy names;
 // each refusal says which.
 func TestVerifyKeylessBundle(t *testing.T) {
-	vs := newVirtualSigstore(t)
-	other := newVirtualSigstore(t)
+	vs := testsigstore.New(t)
+	other := testsigstore.New(t)
 	d := digest.FromString("image")
 	soon := time.Now().Add(time.Minute)
-	good := attest(t, vs, ciSubject, ciIssuer, signStatement(d, SignPredicateType), soon)
-	v := &Verifier{Identities: ciIdentities(), Root: writeTrustedRoot(t, vs, vs)}
+	good := testsigstore.Attest(t, vs, ciSubject, ciIssuer, testsigstore.SignStatement(d, SignPredicateType), soon)
+	v := &Verifier{Identities: ciIdentities(), Root: trustedRoot(t, vs, vs)}
 
 	t.Run("valid", func(t *testing.T) {
-		for _, mt := range []string{mediaTypeV3, mediaTypeV1} {
-			res, err := v.Verify(&Artifact{Bundle: keylessBundle(t, vs, good, mt, nil, true)}, testRepo, d)
+		for _, mt := range []string{testsigstore.MediaTypeV3, testsigstore.MediaTypeV1} {
+			res, err := v.Verify(&Artifact{Bundle: testsigstore.Bundle(t, vs, good, mt, nil, true)}, testRepo, d)
 			want := ciSubject + " (issuer " + ciIssuer + ")"
 			if err != nil || res.Signer != want || strings.Join(res.Matches, ",") != "ci,ci-any-branch" {
 				t.Errorf("%s: Verify = %+v, %v; want signer %q matching ci, ci-any-branch", mt, res, err, want)
 			}
 		}
 	})
-	expired := attest(t, vs, ciSubject, ciIssuer, signStatement(d, SignPredicateType), time.Now().Add(30*time.Minute))
-	forOther := attest(t, vs, ciSubject, ciIssuer, signStatement(digest.FromString("other image"), SignPredicateType), soon)
-	provenance := attest(t, vs, ciSubject, ciIssuer, signStatement(d, "https://slsa.dev/provenance/v1"), soon)
-	wrongSubject := attest(t, vs, "https://ci.corp.example/apps/api/release.yml@refs/heads/main", ciIssuer, signStatement(d, SignPredicateType), soon)
-	wrongIssuer := attest(t, vs, ciSubject, "https://token.evil.example", signStatement(d, SignPredicateType), soon)
-	untrusted := attest(t, other, ciSubject, ciIssuer, signStatement(d, SignPredicateType), soon)
-	otherEntries, _ := forOther.TlogEntries()
+	expired := testsigstore.Attest(t, vs, ciSubject, ciIssuer, testsigstore.SignStatement(d, SignPredicateType), time.Now().Add(30*time.Minute))
+	forOther := testsigstore.Attest(t, vs, ciSubject, ciIssuer, testsigstore.SignStatement(digest.FromString("other image"), SignPredicateType), soon)
+	provenance := testsigstore.Attest(t, vs, ciSubject, ciIssuer, testsigstore.SignStatement(d, "https://slsa.dev/provenance/v1"), soon)
+	wrongSubject := testsigstore.Attest(t, vs, "https://ci.corp.example/apps/api/release.yml@refs/heads/main", ciIssuer, testsigstore.SignStatement(d, SignPredicateType), soon)
+	wrongIssuer := testsigstore.Attest(t, vs, ciSubject, "https://token.evil.example", testsigstore.SignStatement(d, SignPredicateType), soon)
+	untrusted := testsigstore.Attest(t, other, ciSubject, ciIssuer, testsigstore.SignStatement(d, SignPredicateType), soon)
 
 	tests := []struct {
 		name   string
@@ -210,16 +89,16 @@ func TestVerifyKeylessBundle(t *testing.T) {
 		is     error
 		want   string
 	}{
-		{"wrong identity", keylessBundle(t, vs, wrongSubject, mediaTypeV3, nil, true), v, ErrNoSigner, "the subject matches no identity of its issuer"},
-		{"wrong issuer", keylessBundle(t, vs, wrongIssuer, mediaTypeV3, nil, true), v, ErrNoSigner, "no identity names that issuer"},
-		{"certificate expired at signing time, no timestamp", keylessBundle(t, vs, expired, mediaTypeV3, nil, false), v, nil, "was not valid at the signing time that the log entry proves"},
-		{"log entry for other bytes", keylessBundle(t, vs, good, mediaTypeV3, entryProto(t, vs, otherEntries[0]), true), v, nil, "transparency log signature does not match"},
-		{"bundle for another digest", keylessBundle(t, vs, forOther, mediaTypeV3, nil, true), v, ErrOtherImage, "it signs [\"sha256:" + digest.FromString("other image").Encoded() + "\"], not " + string(d)},
-		{"attestation, not a signature", keylessBundle(t, vs, provenance, mediaTypeV3, nil, true), v, ErrOtherImage, "predicate type \"https://slsa.dev/provenance/v1\""},
-		{"untrusted CA", keylessBundle(t, other, untrusted, mediaTypeV3, nil, true), &Verifier{Identities: ciIdentities(), Root: writeTrustedRoot(t, vs, other)}, nil, "does not chain to a certificate authority of the trusted root"},
-		{"keyless, and no identity named", keylessBundle(t, vs, good, mediaTypeV3, nil, true), &Verifier{Keys: []Key{{ID: "k"}}}, ErrNoSigner, "the rules name no identity"},
-		{"no trusted root configured", keylessBundle(t, vs, good, mediaTypeV3, nil, true), &Verifier{Identities: ciIdentities()}, ErrNoRoot, "set trusted_root, or url and root"},
-		{"trusted root not loaded", keylessBundle(t, vs, good, mediaTypeV3, nil, true), &Verifier{Identities: ciIdentities(), Root: &Root{}}, ErrNoRoot, "not loaded yet"},
+		{"wrong identity", testsigstore.Bundle(t, vs, wrongSubject, testsigstore.MediaTypeV3, nil, true), v, ErrNoSigner, "the subject matches no identity of its issuer"},
+		{"wrong issuer", testsigstore.Bundle(t, vs, wrongIssuer, testsigstore.MediaTypeV3, nil, true), v, ErrNoSigner, "no identity names that issuer"},
+		{"certificate expired at signing time, no timestamp", testsigstore.Bundle(t, vs, expired, testsigstore.MediaTypeV3, nil, false), v, nil, "was not valid at the signing time that the log entry proves"},
+		{"log entry for other bytes", testsigstore.Bundle(t, vs, good, testsigstore.MediaTypeV3, testsigstore.FirstEntry(t, vs, forOther), true), v, nil, "transparency log signature does not match"},
+		{"bundle for another digest", testsigstore.Bundle(t, vs, forOther, testsigstore.MediaTypeV3, nil, true), v, ErrOtherImage, "it signs [\"sha256:" + digest.FromString("other image").Encoded() + "\"], not " + string(d)},
+		{"attestation, not a signature", testsigstore.Bundle(t, vs, provenance, testsigstore.MediaTypeV3, nil, true), v, ErrOtherImage, "predicate type \"https://slsa.dev/provenance/v1\""},
+		{"untrusted CA", testsigstore.Bundle(t, other, untrusted, testsigstore.MediaTypeV3, nil, true), &Verifier{Identities: ciIdentities(), Root: trustedRoot(t, vs, other)}, nil, "does not chain to a certificate authority of the trusted root"},
+		{"keyless, and no identity named", testsigstore.Bundle(t, vs, good, testsigstore.MediaTypeV3, nil, true), &Verifier{Keys: []Key{{ID: "k"}}}, ErrNoSigner, "the rules name no identity"},
+		{"no trusted root configured", testsigstore.Bundle(t, vs, good, testsigstore.MediaTypeV3, nil, true), &Verifier{Identities: ciIdentities()}, ErrNoRoot, "set trusted_root, or url and root"},
+		{"trusted root not loaded", testsigstore.Bundle(t, vs, good, testsigstore.MediaTypeV3, nil, true), &Verifier{Identities: ciIdentities(), Root: &Root{}}, ErrNoRoot, "not loaded yet"},
 		{"not a bundle", []byte(`{"mediaType":"application/vnd.dev.sigstore.bundle.v0.4+json"}`), v, nil, "not a Sigstore bundle"},
 	}
 	for _, tt := range tests {
@@ -240,45 +119,18 @@ func TestVerifyKeylessBundle(t *testing.T) {
 // when asked for.
 func tagArtifact(t *testing.T, vs *ca.VirtualSigstore, subject, issuer string, payload []byte, at time.Time, rekor, ts bool) *Artifact {
 	t.Helper()
-	te, err := vs.SignAtTime(subject, issuer, payload, at)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vc, _ := te.VerificationContent()
-	sc, _ := te.SignatureContent()
-	a := &Artifact{
-		Payload: payload, Signature: sc.Signature(),
-		Certificate: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: vc.Certificate().Raw}),
-	}
-	if rekor {
-		entries, _ := te.TlogEntries()
-		tle := entryProto(t, vs, entries[0])
-		a.RekorBundle, err = json.Marshal(map[string]any{
-			"SignedEntryTimestamp": tle.InclusionPromise.SignedEntryTimestamp,
-			"Payload": map[string]any{
-				"body": base64.StdEncoding.EncodeToString(tle.CanonicalizedBody), "integratedTime": tle.IntegratedTime,
-				"logIndex": tle.LogIndex, "logID": hex.EncodeToString(tle.LogId.KeyId),
-			},
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	if ts {
-		tss, _ := te.Timestamps()
-		a.Timestamp, _ = json.Marshal(map[string][]byte{"SignedRFC3161Timestamp": tss[0]})
-	}
-	return a
+	s := testsigstore.SignTag(t, vs, subject, issuer, payload, at, rekor, ts)
+	return &Artifact{Payload: s.Payload, Signature: s.Signature, Certificate: s.Certificate, RekorBundle: s.RekorBundle, Timestamp: s.Timestamp}
 }
 
 // TestVerifyKeylessTagScheme: a keyless tag-scheme signature (certificate,
 // Rekor bundle or RFC 3161 timestamp in the layer's annotations) verifies
 // the same way, and its payload must name this image.
 func TestVerifyKeylessTagScheme(t *testing.T) {
-	vs := newVirtualSigstore(t)
+	vs := testsigstore.New(t)
 	d := digest.FromString("image")
 	soon := time.Now().Add(time.Minute)
-	v := &Verifier{Identities: ciIdentities(), Root: writeTrustedRoot(t, vs, vs)}
+	v := &Verifier{Identities: ciIdentities(), Root: trustedRoot(t, vs, vs)}
 	payload := cosignPayload(testRepo, d)
 
 	for _, c := range []struct {
@@ -343,7 +195,7 @@ func keyedBundle(t *testing.T, k *ecdsa.PrivateKey, statement []byte) []byte {
 	}
 	sig, _ := base64.StdEncoding.DecodeString(env.Signatures[0].Sig)
 	b := &protobundle.Bundle{
-		MediaType: mediaTypeV3,
+		MediaType: testsigstore.MediaTypeV3,
 		VerificationMaterial: &protobundle.VerificationMaterial{
 			Content: &protobundle.VerificationMaterial_PublicKey{PublicKey: &protocommon.PublicKeyIdentifier{Hint: "cosign.pub"}},
 		},
@@ -366,18 +218,18 @@ func TestVerifyKeyedBundle(t *testing.T) {
 	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	d := digest.FromString("image")
 	v := &Verifier{Keys: []Key{{ID: "k1", Public: &k.PublicKey}}}
-	if res, err := v.Verify(&Artifact{Bundle: keyedBundle(t, k, signStatement(d, SignPredicateType))}, testRepo, d); err != nil || res.Signer != "k1" || len(res.Matches) != 1 {
+	if res, err := v.Verify(&Artifact{Bundle: keyedBundle(t, k, testsigstore.SignStatement(d, SignPredicateType))}, testRepo, d); err != nil || res.Signer != "k1" || len(res.Matches) != 1 {
 		t.Errorf("valid: Verify = %+v, %v", res, err)
 	}
-	if _, err := v.Verify(&Artifact{Bundle: keyedBundle(t, k, signStatement(digest.FromString("x"), SignPredicateType))}, testRepo, d); !errors.Is(err, ErrOtherImage) || !strings.Contains(err.Error(), "signed by key k1") {
+	if _, err := v.Verify(&Artifact{Bundle: keyedBundle(t, k, testsigstore.SignStatement(digest.FromString("x"), SignPredicateType))}, testRepo, d); !errors.Is(err, ErrOtherImage) || !strings.Contains(err.Error(), "signed by key k1") {
 		t.Errorf("another digest: Verify = %v, want ErrOtherImage", err)
 	}
-	if _, err := v.Verify(&Artifact{Bundle: keyedBundle(t, other, signStatement(d, SignPredicateType))}, testRepo, d); !errors.Is(err, ErrNoSigner) {
+	if _, err := v.Verify(&Artifact{Bundle: keyedBundle(t, other, testsigstore.SignStatement(d, SignPredicateType))}, testRepo, d); !errors.Is(err, ErrNoSigner) {
 		t.Errorf("another key: Verify = %v, want ErrNoSigner", err)
 	}
-	vs := newVirtualSigstore(t)
-	kv := &Verifier{Identities: ciIdentities(), Root: writeTrustedRoot(t, vs, vs)}
-	if _, err := kv.Verify(&Artifact{Bundle: keyedBundle(t, k, signStatement(d, SignPredicateType))}, testRepo, d); !errors.Is(err, ErrNoSigner) {
+	vs := testsigstore.New(t)
+	kv := &Verifier{Identities: ciIdentities(), Root: trustedRoot(t, vs, vs)}
+	if _, err := kv.Verify(&Artifact{Bundle: keyedBundle(t, k, testsigstore.SignStatement(d, SignPredicateType))}, testRepo, d); !errors.Is(err, ErrNoSigner) {
 		t.Errorf("keyed bundle, keyless verifier: Verify = %v, want ErrNoSigner", err)
 	}
 }
@@ -385,7 +237,7 @@ func TestVerifyKeyedBundle(t *testing.T) {
 // TestParseTrustedRoot: bounded, and a root that can prove no signing
 // time or names no CA is refused.
 func TestParseTrustedRoot(t *testing.T) {
-	vs := newVirtualSigstore(t)
+	vs := testsigstore.New(t)
 	for _, c := range []struct {
 		name string
 		tr   func() (*root.TrustedRoot, error)

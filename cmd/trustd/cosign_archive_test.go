@@ -23,8 +23,10 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/random"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/trustd/trustd/cache/cosign"
+	"github.com/trustd/trustd/internal/testsigstore"
 	"github.com/trustd/trustd/test/harness"
 	"github.com/trustd/trustd/verify"
 )
@@ -33,7 +35,7 @@ import (
 // as cosign writes it (config media type artifactType when set).
 func cosignSigImage(t *testing.T, k *ecdsa.PrivateKey, repo string, d v1.Hash, artifactType string) v1.Image {
 	t.Helper()
-	payload := fmt.Appendf(nil, `{"critical":{"identity":{"docker-reference":%q},"image":{"docker-manifest-digest":%q},"type":"cosign container image signature"},"optional":null}`, repo, d)
+	payload := testsigstore.SimpleSigningPayload(repo, digest.Digest(d.String()))
 	h := sha256.Sum256(payload)
 	sig, err := ecdsa.SignASN1(rand.Reader, k, h[:])
 	if err != nil {

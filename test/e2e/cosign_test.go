@@ -151,6 +151,14 @@ func TestCosign(t *testing.T) {
 // reg, whose rule names the key pub; everything else denied.
 func writeCosignPolicy(t *testing.T, s *harness.Stack, title, reg, pub string) {
 	t.Helper()
+	writeSigstorePolicy(t, s, title, reg, "", fmt.Sprintf("keys = [%q]", pub))
+}
+
+// writeSigstorePolicy writes the stack's policy: one sigstore source over
+// reg (with the lines source added), whose rule has the lines signers
+// (keys, identities); everything else denied.
+func writeSigstorePolicy(t *testing.T, s *harness.Stack, title, reg, source, signers string) {
+	t.Helper()
 	d := s.Policy
 	doc := fmt.Sprintf(`# %s
 version = 1
@@ -168,17 +176,18 @@ control_socket = %q
 name = "cosign"
 kind = "sigstore"
 repositories = [%q]
+%s
 
 [[rule]]
 images = [%q]
 action = "verify"
 source = "cosign"
-keys = [%q]
+%s
 
 [[rule]]
 images = ["**"]
 action = "deny"
-`, title, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", reg+"/**", pub)
+`, title, d.CacheDir, d.NRISocket, d.ContainerdAddress, d.ControlSocket, reg+"/**", source, reg+"/**", signers)
 	if err := os.WriteFile(s.PolicyPath, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}

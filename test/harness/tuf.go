@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -82,6 +83,25 @@ func (r *TUFRepo) SetDelegatedTarget(role, name string, manifest []byte) {
 func (r *TUFRepo) setTarget(role, name string, d digest.Digest, length int64) {
 	if err := r.SetRoleTarget(role, name, d, length); err != nil {
 		panic("TUFRepo: " + err.Error())
+	}
+}
+
+// PublishFile signs signed as target name (a file, such as Sigstore's
+// trusted_root.json, not an image), serves served as its content under
+// <URL>targets/ (other bytes than signed: a tampered target), and
+// publishes new metadata.
+func (r *TUFRepo) PublishFile(t TB, name string, signed, served []byte) {
+	t.Helper()
+	dir := filepath.Join(r.Dir(), "targets")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatalf("TUF repository: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name), served, 0o644); err != nil {
+		t.Fatalf("TUF repository: %v", err)
+	}
+	r.SetTarget(name, signed)
+	if err := r.Publish(); err != nil {
+		t.Fatalf("TUF repository: %v", err)
 	}
 }
 
