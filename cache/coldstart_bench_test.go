@@ -32,7 +32,10 @@ var coldStartCases = []coldStartCase{
 	// 1000 Notary repositories of 10 tags.
 	{"notary-1000-repos", (*gen.Dataset).ManyCacheDir, gen.SourcesNotary},
 	// Both sources of the first two: 200k tags.
-	{"all-200k", (*gen.Dataset).CacheDir, gen.SourcesAll},
+	{"all-200k", (*gen.Dataset).CacheDir, gen.SourcesTUFNotary},
+	// 10,000 cosign-signed digests over 1000 repositories: 10,900 keyed
+	// signatures (ECDSA P-256), each verified again.
+	{"sigstore-10k", (*gen.Dataset).CacheDir, gen.SourcesSigstore},
 }
 
 func coldStartPolicy(b *testing.B, d *gen.Dataset, c coldStartCase) string {

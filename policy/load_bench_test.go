@@ -7,7 +7,7 @@ import (
 	"github.com/trustd/trustd/policy"
 )
 
-// BenchmarkParseGenerated parses and validates the 50-rule policy of the
+// BenchmarkParseGenerated parses and validates the 52-rule policy of the
 // benchmark data set, as every trustd-verifier process does before it
 // asks the daemon.
 func BenchmarkParseGenerated(b *testing.B) {

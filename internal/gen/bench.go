@@ -149,14 +149,15 @@ type DecideCase struct {
 
 // DecideCases are the requests the decision benchmarks replay: what NRI
 // (container creation) and the image verifier (pulls) ask, allowed and
-// denied, over random repositories of the data set.
+// denied, over random repositories of the data set (with
+// SigstoreDecideCases when it has cosign signatures).
 func DecideCases(o DatasetOptions) []DecideCase {
 	reg := DefaultRegistry
 	tuf := func(rng *rand.Rand) (string, string) {
 		return RepoName(reg, rng.IntN(o.Repos)), Tag(rng.IntN(o.TagsPerRepo))
 	}
 	big := func(rng *rand.Rand) string { return NotaryTagName(o.NotaryTags, rng.IntN(o.NotaryTags)) }
-	return []DecideCase{
+	cases := []DecideCase{
 		{"container-tag/tuf", true, "image digest matches", func(rng *rand.Rand) verify.Facts {
 			repo, tag := tuf(rng)
 			return verify.Facts{Subject: verify.SubjectContainer, Image: repo + ":" + tag, Namespace: "default",
@@ -194,6 +195,70 @@ func DecideCases(o DatasetOptions) []DecideCase {
 			tag := big(rng)
 			d := ManifestDigest(BigGUN, tag)
 			return verify.Facts{Subject: verify.SubjectPull, Image: BigGUN + "@" + string(d), Digest: d}
+		}},
+	}
+	if o.SigstoreRepos > 0 && o.SigstoreCriticalRepos > 0 && o.SigstoreDigests > 1 {
+		cases = append(cases, SigstoreDecideCases(o)...)
+	}
+	return cases
+}
+
+// SigstoreDecideCases are the decisions on cosign-signed digests (source
+// "cosign"): judged by digest from the verified signatures in the index,
+// without cryptography.
+func SigstoreDecideCases(o DatasetOptions) []DecideCase {
+	// A signed digest of a one-key repository, and its tag.
+	signed := func(rng *rand.Rand) (string, string, digest.Digest) {
+		repo, j := SigstoreRepo(rng.IntN(o.SigstoreRepos)), rng.IntN(o.SigstoreDigests)
+		return repo, Tag(j), SigstoreDigest(repo, j)
+	}
+	// A digest of a threshold-2 repository signed by both keys (all but
+	// the last), or by the first alone (the last).
+	critical := func(rng *rand.Rand, both bool) (string, string, digest.Digest) {
+		repo, j := SigstoreCriticalRepo(rng.IntN(o.SigstoreCriticalRepos)), o.SigstoreDigests-1
+		if both {
+			j = rng.IntN(o.SigstoreDigests - 1)
+		}
+		return repo, Tag(j), SigstoreDigest(repo, j)
+	}
+	pull := func(image string, d digest.Digest) verify.Facts {
+		return verify.Facts{Subject: verify.SubjectPull, Image: image, Digest: d}
+	}
+	return []DecideCase{
+		{"container-tag/sigstore", true, "is signed by key ", func(rng *rand.Rand) verify.Facts {
+			repo, tag, d := signed(rng)
+			return verify.Facts{Subject: verify.SubjectContainer, Image: repo + ":" + tag, Namespace: "default",
+				Digest: d, ConfigDigest: ConfigDigest(repo, tag)}
+		}},
+		// NRI without the image digest (containerd 2.2/2.3): the config
+		// digest, which the signed manifest's content (already resolved,
+		// as the engine's resolver gives it) covers.
+		{"container-config-covered/sigstore", true, "is signed by key ", func(rng *rand.Rand) verify.Facts {
+			repo, tag, d := signed(rng)
+			cfg := ConfigDigest(repo, tag)
+			return verify.Facts{Subject: verify.SubjectContainer, Image: repo + ":" + tag, Namespace: "default",
+				ConfigDigest: cfg, Covers: map[digest.Digest][]digest.Digest{d: {d, cfg}}}
+		}},
+		{"pull-tag/sigstore", true, "is signed by key ", func(rng *rand.Rand) verify.Facts {
+			repo, tag, d := signed(rng)
+			return pull(repo+":"+tag, d)
+		}},
+		{"pull-digest-only/sigstore", true, "is signed by key ", func(rng *rand.Rand) verify.Facts {
+			repo, _, d := signed(rng)
+			return pull(repo+"@"+string(d), d)
+		}},
+		{"pull-threshold-2/sigstore", true, "is signed by keys ", func(rng *rand.Rand) verify.Facts {
+			repo, tag, d := critical(rng, true)
+			return pull(repo+":"+tag, d)
+		}},
+		{"pull-denied-unsigned/sigstore", false, "is not signed by key ", func(rng *rand.Rand) verify.Facts {
+			repo, _, _ := signed(rng)
+			d := digest.FromString("unsigned " + repo)
+			return pull(repo+"@"+string(d), d)
+		}},
+		{"pull-denied-below-threshold/sigstore", false, "is not signed by 2 of the keys", func(rng *rand.Rand) verify.Facts {
+			repo, tag, d := critical(rng, false)
+			return pull(repo+":"+tag, d)
 		}},
 	}
 }

@@ -24,17 +24,24 @@ type DatasetOptions struct {
 	// NotaryRepos Notary repositories of NotaryRepoTags tags each, in a
 	// cache of their own (ManyCacheDir).
 	NotaryRepos, NotaryRepoTags int
+	// SigstoreRepos repositories (SigstoreRepo) and SigstoreCriticalRepos
+	// more (SigstoreCriticalRepo, a threshold-2 rule) of SigstoreDigests
+	// cosign-signed digests each (source "cosign", in CacheDir).
+	SigstoreRepos, SigstoreCriticalRepos, SigstoreDigests int
 }
 
 // DefaultDatasetOptions is issue 7's data set: 100k tags over 10k
 // repositories (TUF), a Notary repository of 100k tags (a targets.json of
-// about 9 MB), and 1000 small Notary repositories.
+// about 9 MB), 1000 small Notary repositories, and 10,000 cosign-signed
+// digests over 1000 repositories (10,900 signatures: the 100 repositories
+// of the threshold-2 rule have two on 9 digests of 10).
 func DefaultDatasetOptions() DatasetOptions {
-	return DatasetOptions{Repos: 10000, TagsPerRepo: 10, NotaryTags: 100000, NotaryReleases: 1000, NotaryRepos: 1000, NotaryRepoTags: 10}
+	return DatasetOptions{Repos: 10000, TagsPerRepo: 10, NotaryTags: 100000, NotaryReleases: 1000, NotaryRepos: 1000, NotaryRepoTags: 10,
+		SigstoreRepos: 900, SigstoreCriticalRepos: 100, SigstoreDigests: 10}
 }
 
 // datasetFormat changes whenever what a data set holds changes.
-const datasetFormat = 2
+const datasetFormat = 3
 
 // maxDatasetAge bounds the reuse of a data set: its Notary timestamps
 // expire after 14 days.
@@ -61,11 +68,15 @@ type Dataset struct {
 	TUF     *TUFRepo       `json:"tuf"`
 	// NotaryTargetsBytes is the size of BigGUN's targets.json.
 	NotaryTargetsBytes int `json:"notary_targets_bytes"`
+	// SigstoreSignatures is how many cosign signatures source "cosign"
+	// holds.
+	SigstoreSignatures int `json:"sigstore_signatures"`
 	// Took is how long generating the data set took.
 	Took time.Duration `json:"took"`
 }
 
-// CacheDir holds sources "corp" (the TUF repository) and "hub" (BigGUN).
+// CacheDir holds sources "corp" (the TUF repository), "hub" (BigGUN) and
+// "cosign" (the cosign signatures).
 func (d *Dataset) CacheDir() string { return filepath.Join(d.Dir, "cache") }
 
 // ManyCacheDir holds source "hub" with the NotaryRepos small repositories.
@@ -139,6 +150,9 @@ func generate(dir string, o DatasetOptions) (*Dataset, error) {
 	if err := CacheNotary(ctx, d.ManyCacheDir(), "hub", keys.CAPEM(), many, now); err != nil {
 		return nil, fmt.Errorf("notary cache: %w", err)
 	}
+	if d.SigstoreSignatures, err = CacheSigstore(d.CacheDir(), "cosign", [2]string{d.SigstoreKeyPath(0), d.SigstoreKeyPath(1)}, o); err != nil {
+		return nil, fmt.Errorf("sigstore cache: %w", err)
+	}
 	d.Took = time.Since(start)
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
@@ -211,21 +225,30 @@ type Sources int
 
 // The source sets of PolicyOptions.
 const (
-	SourcesAll    Sources = iota // corp (TUF) and hub (Notary)
-	SourcesTUF                   // corp only
-	SourcesNotary                // hub only
+	SourcesAll       Sources = iota // corp (TUF), hub (Notary) and cosign (sigstore)
+	SourcesTUF                      // corp only
+	SourcesNotary                   // hub only
+	SourcesSigstore                 // cosign only
+	SourcesTUFNotary                // corp and hub
 )
+
+func (s Sources) tuf() bool      { return s == SourcesAll || s == SourcesTUF || s == SourcesTUFNotary }
+func (s Sources) notary() bool   { return s == SourcesAll || s == SourcesNotary || s == SourcesTUFNotary }
+func (s Sources) sigstore() bool { return s == SourcesAll || s == SourcesSigstore }
 
 // PolicyOptions returns the options of a policy over cacheDir (one of the
 // data set's caches, or a copy) with the given sources and control
 // socket; the sources' URLs are UnreachableURL.
 func (d *Dataset) PolicyOptions(cacheDir, controlSocket string, s Sources) PolicyOptions {
 	o := PolicyOptions{CacheDir: cacheDir, ControlSocket: controlSocket}
-	if s != SourcesNotary {
+	if s.tuf() {
 		o.TUF = &PolicyTUF{URL: UnreachableURL + "/metadata/", Root: d.TUF.RootPath}
 	}
-	if s != SourcesTUF {
+	if s.notary() {
 		o.Notary = &PolicyNotary{URL: UnreachableURL, CA: d.CAPath()}
+	}
+	if s.sigstore() {
+		o.Sigstore = &PolicySigstore{Keys: [2]string{d.SigstoreKeyPath(0), d.SigstoreKeyPath(1)}}
 	}
 	return o
 }

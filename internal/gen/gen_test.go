@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -135,7 +136,7 @@ func TestTUFRepoSyncsAndIndexes(t *testing.T) {
 func TestPolicyParsesAndDecides(t *testing.T) {
 	dir := t.TempDir()
 	d := &Dataset{Dir: dir, TUF: &TUFRepo{RootPath: filepath.Join(dir, "root.json")}}
-	for _, s := range []Sources{SourcesAll, SourcesTUF, SourcesNotary} {
+	for _, s := range []Sources{SourcesAll, SourcesTUF, SourcesNotary, SourcesSigstore, SourcesTUFNotary} {
 		p, err := policy.Parse("policy.toml", Policy(d.PolicyOptions(filepath.Join(dir, "cache"), filepath.Join(dir, "sock"), s)))
 		if err != nil {
 			t.Fatal(err)
@@ -150,9 +151,11 @@ func TestPolicyParsesAndDecides(t *testing.T) {
 			{RepoName(DefaultRegistry, 5) + ":v0.1", "default", 6},
 			{RepoName(DefaultRegistry, 0) + ":v0.1", "prod-eu", 41},
 			{"mirror.example.com:5000/corp/team07/app00007:v0.0", "default", 8},
-			{"registry.k8s.io/pause:3.10", "default", 47},
+			{"registry.k8s.io/pause:3.10", "default", 49},
 			{"alpine", "default", 46},
-			{"quay.io/x/y", "default", 50},
+			{SigstoreRepo(3) + ":v0.1", "default", 47},
+			{SigstoreCriticalRepo(3) + ":v0.1", "prod-eu", 48},
+			{"quay.io/x/y", "default", 52},
 		} {
 			dd := verify.Decide(p, verify.NewIndex(), verify.Facts{Subject: verify.SubjectContainer, Image: tc.image, Namespace: tc.ns}, time.Now())
 			if want := p.Rules[tc.rule-1].String(); dd.Rule != want {
@@ -166,7 +169,8 @@ func TestPolicyParsesAndDecides(t *testing.T) {
 // at start (policy, cache.Open, LoadIndex).
 func TestDatasetLoads(t *testing.T) {
 	dir := t.TempDir()
-	o := DatasetOptions{Repos: 30, TagsPerRepo: 3, NotaryTags: 40, NotaryReleases: 5, NotaryRepos: 4, NotaryRepoTags: 3}
+	o := DatasetOptions{Repos: 30, TagsPerRepo: 3, NotaryTags: 40, NotaryReleases: 5, NotaryRepos: 4, NotaryRepoTags: 3,
+		SigstoreRepos: 3, SigstoreCriticalRepos: 2, SigstoreDigests: 3}
 	d, err := OpenDataset(filepath.Join(dir, "data"), o)
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +185,9 @@ func TestDatasetLoads(t *testing.T) {
 		sources  Sources
 		tags     int
 	}{
-		{"all", d.CacheDir(), SourcesAll, 30*3 + 40},
+		{"all", d.CacheDir(), SourcesAll, 30*3 + 40 + 5*3},
+		{"tuf+notary", d.CacheDir(), SourcesTUFNotary, 30*3 + 40},
+		{"sigstore", d.CacheDir(), SourcesSigstore, 5 * 3},
 		{"many", d.ManyCacheDir(), SourcesNotary, 4 * 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -216,6 +222,28 @@ func TestDatasetLoads(t *testing.T) {
 	for _, image := range []string{RepoName(DefaultRegistry, 3) + ":" + Tag(2), BigGUN + ":" + NotaryTagName(o.NotaryTags, 3)} {
 		if dd := l.Engine.Decide(context.Background(), verify.Facts{Subject: verify.SubjectPull, Image: image}, engine.Context{}); !dd.Allowed {
 			t.Errorf("%s: %s", image, dd.Message())
+		}
+	}
+	// 3×3 signatures by the first key, 2×(2×2+1) in the threshold-2
+	// repositories; the last digest of those is signed by one key only.
+	if d.SigstoreSignatures != 19 {
+		t.Errorf("%d cosign signatures, want 19", d.SigstoreSignatures)
+	}
+	for _, tc := range []struct {
+		repo    string
+		j       int
+		allowed bool
+		reason  string
+	}{
+		{SigstoreRepo(2), 1, true, "is signed by key "},
+		{SigstoreCriticalRepo(1), 1, true, "is signed by keys "},
+		{SigstoreCriticalRepo(1), 2, false, "is not signed by 2 of the keys"},
+		{SigstoreRepo(2), 3, false, "is not signed by key"},
+	} {
+		dg := SigstoreDigest(tc.repo, tc.j)
+		dd := l.Engine.Decide(context.Background(), verify.Facts{Subject: verify.SubjectPull, Image: tc.repo + "@" + string(dg), Digest: dg}, engine.Context{})
+		if dd.Allowed != tc.allowed || !strings.Contains(dd.Reason, tc.reason) {
+			t.Errorf("%s@%s: allowed=%v %q, want %v and %q", tc.repo, dg, dd.Allowed, dd.Reason, tc.allowed, tc.reason)
 		}
 	}
 	many, err := d.ManyRepos()

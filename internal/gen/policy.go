@@ -20,6 +20,9 @@ type PolicyOptions struct {
 	TUF *PolicyTUF
 	// Notary is the "hub" source (nil: none), covering docker.io/corp/**.
 	Notary *PolicyNotary
+	// Sigstore is the "cosign" source (nil: none), covering
+	// SigstoreRegistry's repositories.
+	Sigstore *PolicySigstore
 }
 
 // PolicyTUF is the standard TUF source of a generated policy.
@@ -34,18 +37,27 @@ type PolicyNotary struct {
 	CA string
 }
 
+// PolicySigstore is the sigstore source of a generated policy: keyed
+// cosign signatures only (no trusted root).
+type PolicySigstore struct {
+	// Keys are the two public key files: the apps rule names the first,
+	// the critical rule both, with threshold 2.
+	Keys [2]string
+}
+
 // NotaryPrefix is the prefix of generated Notary GUNs: the hub source
 // covers NotaryPrefix + "**".
 const NotaryPrefix = "docker.io/corp/"
 
 // PolicyRules is the number of [[rule]] tables Policy writes.
-const PolicyRules = Teams + 10
+const PolicyRules = Teams + 12
 
 // Policy writes a policy of PolicyRules rules, the shape of a real
 // multi-team cluster's: a verify rule per team namespace of the TUF
 // registry, a few more specific rules scoped to Kubernetes namespaces
 // (some in audit mode), Notary rules for Docker Hub repositories with
-// signer roles, allow rules for the platform's own images, an explicit
+// signer roles, cosign rules (one key; two keys with threshold 2) for
+// SigstoreRegistry, allow rules for the platform's own images, an explicit
 // deny, a mirror, and a final deny-everything rule.
 func Policy(o PolicyOptions) []byte {
 	var b strings.Builder
@@ -82,6 +94,9 @@ func Policy(o PolicyOptions) []byte {
 			b.WriteString("trust_on_first_use = true\n\n")
 		}
 	}
+	if o.Sigstore != nil {
+		fmt.Fprintf(&b, "[[source]]\nname = \"cosign\"\nkind = \"sigstore\"\nrepositories = [%s]\n\n", q(SigstoreRegistry+"/**"))
+	}
 	rule := func(images []string, extra string) {
 		qs := make([]string, len(images))
 		for i, im := range images {
@@ -90,7 +105,7 @@ func Policy(o PolicyOptions) []byte {
 		fmt.Fprintf(&b, "[[rule]]\nimages = [%s]\n%s\n", strings.Join(qs, ", "), extra)
 	}
 	verify := func(source string) string {
-		if source == "corp" && o.TUF == nil || source == "hub" && o.Notary == nil {
+		if source == "corp" && o.TUF == nil || source == "hub" && o.Notary == nil || source == "cosign" && o.Sigstore == nil {
 			return "action = \"deny\"\n"
 		}
 		return "action = \"verify\"\nsource = " + q(source) + "\n"
@@ -112,6 +127,16 @@ func Policy(o PolicyOptions) []byte {
 		}
 		return "signers = [\"targets/releases\", \"targets\"]\nthreshold = 1\n"
 	}())
+	// 2: cosign signatures, one key; two keys, both required.
+	cosignKeys := func(n int) string {
+		if o.Sigstore == nil {
+			return ""
+		}
+		keys := []string{q(o.Sigstore.Keys[0]), q(o.Sigstore.Keys[1])}[:n]
+		return fmt.Sprintf("keys = [%s]\nthreshold = %d\n", strings.Join(keys, ", "), n)
+	}
+	rule([]string{SigstoreRegistry + "/apps/**"}, verify("cosign")+cosignKeys(1))
+	rule([]string{SigstoreRegistry + "/critical/**"}, verify("cosign")+cosignKeys(2))
 	// 2: the platform's own images.
 	rule([]string{"registry.k8s.io/pause"}, "action = \"allow\"\n")
 	rule([]string{"registry.k8s.io/**"}, "namespaces = [\"kube-system\"]\naction = \"allow\"\n")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,8 +25,8 @@ var engineSnapshot struct {
 	err  error
 }
 
-// loadSnapshot loads the data set's 50-rule policy and whole index (200k
-// signed tags) as the daemon does.
+// loadSnapshot loads the data set's policy and whole index (200k signed
+// tags, 10k cosign-signed digests) as the daemon does.
 func loadSnapshot(b *testing.B, d *gen.Dataset) *engine.Snapshot {
 	b.Helper()
 	engineSnapshot.once.Do(func() {
@@ -78,6 +79,18 @@ func BenchmarkEngineDecide(b *testing.B) {
 		}
 		return verify.Facts{Subject: verify.SubjectContainer, Image: repo + ":" + tag, Namespace: "default", ConfigDigest: gen.ConfigDigest(repo, tag)}
 	}})
+	// The same for a cosign-signed image: its signed digest is found
+	// among the repository's signed digests by their content (the
+	// others' manifests are not on the node).
+	if o := d.Options; o.SigstoreRepos > 0 {
+		cases = append(cases, gen.DecideCase{Name: "container-config-only/sigstore", Allowed: true, Reason: "image config", Facts: func(rng *rand.Rand) verify.Facts {
+			repo, tag := gen.SigstoreRepo(rng.IntN(o.SigstoreRepos)), gen.Tag(rng.IntN(o.SigstoreDigests))
+			if err := mc.Put(gen.ManifestDigest(repo, tag), gen.Manifest(repo, tag)); err != nil {
+				b.Fatal(err)
+			}
+			return verify.Facts{Subject: verify.SubjectContainer, Image: repo + ":" + tag, Namespace: "default", ConfigDigest: gen.ConfigDigest(repo, tag)}
+		}})
+	}
 	for _, log := range []string{"log", "nolog"} {
 		for _, c := range cases {
 			if c.Name == "pull-digest-only/notary-100k" {
@@ -85,7 +98,7 @@ func BenchmarkEngineDecide(b *testing.B) {
 			}
 			b.Run(log+"/"+c.Name, func(b *testing.B) {
 				var rd engine.BlobReader = empty
-				if c.Name == "container-config-only/tuf" {
+				if strings.HasPrefix(c.Name, "container-config-only/") {
 					rd = mc
 				}
 				e := &engine.Engine{Resolver: &engine.Resolver{Readers: []engine.BlobReader{rd}}, Now: time.Now}
