@@ -403,7 +403,7 @@ func requirement(p *policy.Policy, r *policy.Rule, ix *Index, ref *policy.Ref, f
 			tagNotSigned(d, si, rt, ref.Tag, ref.Repo)
 			return
 		}
-		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold)
+		sd, roles, why := signedDigest(tv, ref.Repo, signers, threshold, true)
 		if sd == "" {
 			d.Reason = why
 			return
@@ -509,7 +509,7 @@ func allTags(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers []stri
 	var cands []tagDigest
 	for i := 0; i < rt.NumTags(); i++ {
 		tv := rt.TagAt(i)
-		if sd, roles, _ := signedDigest(tv, ref.Repo, signers, threshold); sd != "" {
+		if sd, roles, _ := signedDigest(tv, ref.Repo, signers, threshold, false); sd != "" {
 			cands = append(cands, tagDigest{tv.Name(), sd, roles})
 		}
 	}
@@ -555,7 +555,7 @@ func decideByDigest(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers
 	}
 	collect := func(sd digest.Digest) {
 		rt.TagsSignedAs(sd, func(tv TagView) bool {
-			if got, roles, _ := signedDigest(tv, ref.Repo, signers, threshold); got == sd && !seen(tv.Name()) {
+			if got, roles, _ := signedDigest(tv, ref.Repo, signers, threshold, false); got == sd && !seen(tv.Name()) {
 				cands = append(cands, tagDigest{tv.Name(), got, roles})
 			}
 			return len(cands) < maxDigestCandidates
@@ -580,7 +580,7 @@ func decideByDigest(rt RepoView, ref *policy.Ref, f *Facts, d *Decision, signers
 	if len(cands) == 0 && f.Content != nil {
 		// The signed digests whose content may cover the image: every
 		// tag's, at most maxNeeded of them (as Needed bounds them).
-		asked := map[digest.Digest]bool{}
+		asked := make(map[digest.Digest]bool, min(rt.NumTags(), maxNeeded))
 		for i := 0; i < rt.NumTags() && len(asked) < maxNeeded; i++ {
 			eachNewSignedDigest(rt.TagAt(i), asked, func(sd digest.Digest) {
 				if _, inMap := f.Covers[sd]; inMap {
@@ -618,10 +618,11 @@ type tagDigest struct {
 // first role in signers (or in resolution order when signers is empty) that
 // signed the tag decides its digest, as docker does; with threshold N, N
 // distinct roles among signers must sign the same digest. With threshold
-// 1 it does not allocate unless the tag is not signed by those roles.
-func signedDigest(tv TagView, repo string, signers []string, threshold int) (digest.Digest, []string, string) {
+// 1 it does not allocate unless the tag is not signed by those roles and
+// explain asks why (the reason, else "").
+func signedDigest(tv TagView, repo string, signers []string, threshold int, explain bool) (digest.Digest, []string, string) {
 	if threshold > 1 {
-		return signedDigestThreshold(tv, repo, signers, threshold)
+		return signedDigestThreshold(tv, repo, signers, threshold, explain)
 	}
 	if len(signers) == 0 {
 		_, t := tv.Sig(0)
@@ -632,6 +633,9 @@ func signedDigest(tv TagView, repo string, signers []string, threshold int) (dig
 			_, t := tv.Sig(i)
 			return t.Digest, tv.Signer(i), ""
 		}
+	}
+	if !explain {
+		return "", nil, ""
 	}
 	return "", nil, notSignedBy(tv, repo, signers, threshold)
 }
@@ -644,7 +648,7 @@ func notSignedBy(tv TagView, repo string, signers []string, threshold int) strin
 // signedDigestThreshold is signedDigest with a threshold of 2 or more.
 //
 //go:noinline
-func signedDigestThreshold(tv TagView, repo string, signers []string, threshold int) (digest.Digest, []string, string) {
+func signedDigestThreshold(tv TagView, repo string, signers []string, threshold int, explain bool) (digest.Digest, []string, string) {
 	order := signers
 	if len(order) == 0 {
 		order = tv.Roles()
@@ -666,6 +670,9 @@ func signedDigestThreshold(tv TagView, repo string, signers []string, threshold 
 		if len(byDigest[dg]) >= threshold {
 			return dg, byDigest[dg], ""
 		}
+	}
+	if !explain {
+		return "", nil, ""
 	}
 	var found []string
 	for _, dg := range digests {

@@ -35,9 +35,14 @@ func decideSigstore(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, d *
 	}
 	byDigest := *ref
 	byDigest.Tag = ""
-	if accepted := acceptedSigners(si, signers); len(accepted) > 0 && decideByDigest(rt, &byDigest, f, d, accepted, threshold) {
+	var buf [8]string // the accepted signers, without an allocation for most rules
+	if accepted := acceptedSigners(si, signers, buf[:0]); len(accepted) > 0 && decideByDigest(rt, &byDigest, f, d, accepted, threshold) {
 		how, _, _ := strings.Cut(d.Reason, ": ")
-		d.Reason = fmt.Sprintf("%s: %s@%s is signed by %s", how, ref.Repo, d.SignedDigest, describeKeyList(d.Signers))
+		by := "key "
+		if len(d.Signers) > 1 {
+			by = "keys "
+		}
+		d.Reason = how + ": " + ref.Repo + "@" + string(d.SignedDigest) + " is signed by " + by + strings.Join(d.Signers, ", ")
 		return
 	}
 	sigstoreNotSigned(si, rt, &byDigest, f, d, signers, threshold)
@@ -48,11 +53,11 @@ func decideSigstore(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, d *
 // (ids itself when si has no SignerMatches). A signer is one role of the
 // index, so threshold counts distinct signers even when one satisfies
 // several of the rule's identities. Empty: no signer counts (never "any").
-func acceptedSigners(si *SourceIndex, ids []string) []string {
+// The signers are appended to out.
+func acceptedSigners(si *SourceIndex, ids, out []string) []string {
 	if si.SignerMatches == nil {
 		return ids
 	}
-	var out []string
 	for signer, m := range si.SignerMatches {
 		for _, id := range m {
 			if slices.Contains(ids, id) {

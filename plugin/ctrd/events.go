@@ -54,6 +54,7 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 		// as it arrives, before any judging, so the name memo stays valid.
 		w.Ctrd.TrackNames()
 		w.learnAll(ctx)
+		w.contentAdded() // images may have arrived while the stream was down
 	loop:
 		for {
 			select {
@@ -78,9 +79,11 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 				switch e := ev.(type) {
 				case *apievents.ImageCreate:
 					w.Ctrd.ForgetName(e.Name)
+					w.contentAdded()
 					w.judge(ctx, e.Name, e.Labels)
 				case *apievents.ImageUpdate:
 					w.Ctrd.ForgetName(e.Name)
+					w.contentAdded()
 					w.judge(ctx, e.Name, e.Labels)
 				case *apievents.ImageDelete:
 					w.Ctrd.ForgetName(e.Name)
@@ -91,6 +94,14 @@ func (w *ImageWatcher) Run(ctx context.Context) {
 		cancel()
 		w.Ctrd.Close()
 		sleepCtx(ctx, time.Second)
+	}
+}
+
+// contentAdded tells the engine's resolver that an image arrived: content
+// it could not find before may be in the store now.
+func (w *ImageWatcher) contentAdded() {
+	if w.Engine != nil && w.Engine.Resolver != nil {
+		w.Engine.Resolver.ContentAdded()
 	}
 }
 

@@ -50,6 +50,9 @@ func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 
 // SwapIndex replaces only the trust index, keeping the policy.
 func (e *Engine) SwapIndex(update func(*verify.Index) *verify.Index) {
+	if e.Resolver != nil {
+		e.Resolver.ContentAdded() // a sync or a fetch may have brought manifests
+	}
 	for {
 		old := e.snap.Load()
 		if old == nil {

@@ -82,12 +82,16 @@ func BenchmarkEngineDecide(b *testing.B) {
 	// The same for a cosign-signed image: its signed digest is found
 	// among the repository's signed digests by their content (the
 	// others' manifests are not on the node).
+	// A manifest put on the node is announced to the resolver, as the
+	// image event of a pull is (it forgets the digests it missed).
+	var resolver *engine.Resolver
 	if o := d.Options; o.SigstoreRepos > 0 {
 		cases = append(cases, gen.DecideCase{Name: "container-config-only/sigstore", Allowed: true, Reason: "image config", Facts: func(rng *rand.Rand) verify.Facts {
 			repo, tag := gen.SigstoreRepo(rng.IntN(o.SigstoreRepos)), gen.Tag(rng.IntN(o.SigstoreDigests))
 			if err := mc.Put(gen.ManifestDigest(repo, tag), gen.Manifest(repo, tag)); err != nil {
 				b.Fatal(err)
 			}
+			resolver.ContentAdded()
 			return verify.Facts{Subject: verify.SubjectContainer, Image: repo + ":" + tag, Namespace: "default", ConfigDigest: gen.ConfigDigest(repo, tag)}
 		}})
 	}
@@ -101,7 +105,8 @@ func BenchmarkEngineDecide(b *testing.B) {
 				if strings.HasPrefix(c.Name, "container-config-only/") {
 					rd = mc
 				}
-				e := &engine.Engine{Resolver: &engine.Resolver{Readers: []engine.BlobReader{rd}}, Now: time.Now}
+				resolver = &engine.Resolver{Readers: []engine.BlobReader{rd}}
+				e := &engine.Engine{Resolver: resolver, Now: time.Now}
 				if log == "log" {
 					e.Log = slog.New(slog.NewJSONHandler(io.Discard, nil))
 				}

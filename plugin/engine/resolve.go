@@ -36,9 +36,35 @@ type Resolver struct {
 
 	mu   sync.Mutex
 	memo map[digest.Digest][]digest.Digest
+	// misses are the digests no reader had (or whose content did not
+	// parse) when a decision asked, and when: asked again within missTTL
+	// they are not read again. They are forgotten whenever content may
+	// have arrived (ContentAdded: an image event, a sync, a fetch at a
+	// pull) and after missTTL, so that a digest pulled since is read.
+	misses map[digest.Digest]time.Time
+	clock  func() time.Time // time.Now if nil (tests)
 }
 
-const maxMemo = 1 << 16
+func (r *Resolver) now() time.Time {
+	if r.clock != nil {
+		return r.clock()
+	}
+	return time.Now()
+}
+
+const (
+	maxMemo   = 1 << 16
+	maxMisses = 1 << 16
+	missTTL   = 5 * time.Second
+)
+
+// ContentAdded forgets every miss: content may have arrived (an image in
+// containerd's store, a signed manifest in the manifest cache).
+func (r *Resolver) ContentAdded() {
+	r.mu.Lock()
+	clear(r.misses)
+	r.mu.Unlock()
+}
 
 // lookupTimeout bounds the content reads of one lookup made for a decision
 // (Covered): NRI's own time limit is 2 s and fails closed.
@@ -51,13 +77,26 @@ var _ verify.ContentLookup = (*Resolver)(nil)
 func (r *Resolver) Covered(d digest.Digest) ([]digest.Digest, bool) {
 	r.mu.Lock()
 	c, ok := r.memo[d]
+	missed, recent := r.misses[d]
 	r.mu.Unlock()
 	if ok {
 		return c, true
 	}
+	if recent && r.now().Sub(missed) < missTTL {
+		return nil, false
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
-	return r.Covers(ctx, d)
+	c, ok = r.Covers(ctx, d)
+	if !ok && ctx.Err() == nil { // a time-out is not remembered
+		r.mu.Lock()
+		if r.misses == nil || len(r.misses) >= maxMisses {
+			r.misses = map[digest.Digest]time.Time{}
+		}
+		r.misses[d] = r.now()
+		r.mu.Unlock()
+	}
+	return c, ok
 }
 
 // Covers returns the digests covered by d, or ok=false when d's content is
