@@ -10,10 +10,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/authn"
@@ -147,26 +149,60 @@ func (s *SigstoreSource) Load() (*verify.SourceIndex, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
+	var names []string
 	for _, e := range entries {
 		n := e.Name()
 		if !strings.HasSuffix(n, ".json") {
 			continue
 		}
-		repo, err := url.PathUnescape(strings.TrimSuffix(n, ".json"))
-		if err != nil {
+		if repo, err := url.PathUnescape(strings.TrimSuffix(n, ".json")); err == nil {
+			names = append(names, repo)
+		}
+	}
+	// Verifying is most of a cold start (an ECDSA verification per
+	// signature): the repositories are verified on every CPU.
+	bundles := make([]*SigstoreBundle, len(names))
+	failed := make([]error, len(names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(names); i = int(next.Add(1) - 1) {
+				bundles[i], failed[i] = s.loadBundle(names[i])
+			}
+		})
+	}
+	wg.Wait()
+	for i, repo := range names {
+		if failed[i] != nil {
+			errs = append(errs, failed[i])
 			continue
 		}
-		b, err := s.readBundle(repo)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("cached signatures of %s failed verification (%s): %w", repo, moveAside(s.bundlePath(repo)), err))
-			continue
-		}
-		repos[repo] = b
+		repos[repo] = bundles[i]
 	}
 	s.mu.Lock()
 	s.repos = repos
 	s.mu.Unlock()
 	return s.Index(), errors.Join(errs...)
+}
+
+// loadBundle reads and verifies repo's cached signatures. One that fails
+// is read again under the repository's lock (another process may have
+// been replacing it) and, failing again, moved aside.
+func (s *SigstoreSource) loadBundle(repo string) (*SigstoreBundle, error) {
+	b, err := s.readBundle(repo)
+	if err == nil {
+		return b, nil
+	}
+	l, lerr := lockRepo(s.Dir, repo)
+	if lerr != nil {
+		return nil, fmt.Errorf("cached signatures of %s failed verification: %w", repo, err)
+	}
+	defer l.Unlock()
+	if b, err = s.readBundle(repo); err == nil {
+		return b, nil
+	}
+	return nil, fmt.Errorf("cached signatures of %s failed verification (%s): %w", repo, moveAside(s.bundlePath(repo)), err)
 }
 
 func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
