@@ -38,11 +38,12 @@ func decideSigstore(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, d *
 	var buf [8]string // the accepted signers, without an allocation for most rules
 	if accepted := acceptedSigners(si, signers, buf[:0]); len(accepted) > 0 && decideByDigest(rt, &byDigest, f, d, accepted, threshold) {
 		how, _, _ := strings.Cut(d.Reason, ": ")
-		by := "key "
+		one, many := signerWords(d.Signers)
+		by := one
 		if len(d.Signers) > 1 {
-			by = "keys "
+			by = many
 		}
-		d.Reason = how + ": " + ref.Repo + "@" + string(d.SignedDigest) + " is signed by " + by + strings.Join(d.Signers, ", ")
+		d.Reason = how + ": " + ref.Repo + "@" + string(d.SignedDigest) + " is signed by " + by + " " + strings.Join(d.Signers, ", ")
 		return
 	}
 	sigstoreNotSigned(si, rt, &byDigest, f, d, signers, threshold)
@@ -112,18 +113,30 @@ func sigstoreNotSigned(si *SourceIndex, rt RepoView, ref *policy.Ref, f *Facts, 
 }
 
 func describeKeys(ids []string, threshold int) string {
+	_, many := signerWords(ids)
 	if threshold > 1 {
-		return fmt.Sprintf("%d of the keys [%s]", threshold, strings.Join(ids, ", "))
+		return fmt.Sprintf("%d of the %s [%s]", threshold, many, strings.Join(ids, ", "))
 	}
-	if len(ids) == 1 {
-		return "key " + ids[0]
-	}
-	return fmt.Sprintf("any of the keys [%s]", strings.Join(ids, ", "))
+	return describeKeyList(ids)
 }
 
+// describeKeyList names signers: "key ID", "keys ID, ID", or "signer …"
+// and "signers …" when some are keyless identities.
 func describeKeyList(ids []string) string {
+	one, many := signerWords(ids)
 	if len(ids) == 1 {
-		return "key " + ids[0]
+		return one + " " + ids[0]
 	}
-	return "keys " + strings.Join(ids, ", ")
+	return many + " " + strings.Join(ids, ", ")
+}
+
+// signerWords returns "key" and "keys" when every ID is a key's (16
+// lowercase hex digits), else "signer" and "signers".
+func signerWords(ids []string) (string, string) {
+	for _, id := range ids {
+		if len(id) != policy.KeyIDLen || strings.Trim(id, "0123456789abcdef") != "" {
+			return "signer", "signers"
+		}
+	}
+	return "key", "keys"
 }

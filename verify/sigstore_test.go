@@ -183,8 +183,8 @@ func TestSigstoreThresholdCountsDistinctSigners(t *testing.T) {
 		reason  string
 	}{
 		{"one signer satisfying both entries counts once", map[string][]string{alice: {a, b}, bob: {}}, dg("alice-only"), false, "is not signed by 2 of the keys"},
-		{"two signers, each satisfying an entry", map[string][]string{alice: {a, b}, bob: {b}}, dg("both"), true, "is signed by keys " + alice + ", " + bob},
-		{"a signer satisfying no entry does not count", map[string][]string{alice: {a}, bob: {"another-key"}}, dg("both"), false, "(signed only by keys " + alice + ", " + bob + ")"},
+		{"two signers, each satisfying an entry", map[string][]string{alice: {a, b}, bob: {b}}, dg("both"), true, "is signed by signers " + alice + ", " + bob},
+		{"a signer satisfying no entry does not count", map[string][]string{alice: {a}, bob: {"another-key"}}, dg("both"), false, "(signed only by signers " + alice + ", " + bob + ")"},
 		{"no signer accepted", map[string][]string{alice: {"x"}, bob: {"y"}}, dg("both"), false, "is not signed by 2 of the keys"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
