@@ -121,7 +121,7 @@ func TestCosignKeyless(t *testing.T) {
 		}
 		for _, r := range refused {
 			verdicts, res := s.Verify(t, repo+"@"+string(r.i.manifest))
-			if res.ExitCode != 1 || len(verdicts) != 1 || verdicts[0].Allowed || !strings.Contains(verdicts[0].Reason, fragNotSigned+" by key "+signer) {
+			if res.ExitCode != 1 || len(verdicts) != 1 || verdicts[0].Allowed || !strings.Contains(verdicts[0].Reason, fragNotSigned+" by signer "+signer) {
 				t.Errorf("trustd verify %s (%s): exit %d, %+v", r.i.ref, r.what, res.ExitCode, verdicts)
 			}
 		}
@@ -140,7 +140,7 @@ func TestCosignKeyless(t *testing.T) {
 		}
 		for _, r := range refused {
 			_, err := s.Node.PullImage(r.i.ref)
-			frags := []string{repo, string(r.i.manifest), fragNotSigned + " by key " + signer}
+			frags := []string{repo, string(r.i.manifest), fragNotSigned + " by signer " + signer}
 			if r.why != "" {
 				frags = append(frags, "signatures found for it were refused: ", r.why)
 			}
@@ -176,7 +176,7 @@ func TestCosignKeyless(t *testing.T) {
 		s.Node.ImportArchive(t, tarPath, refs...)
 		for _, r := range refused {
 			_, err := e.create(t, r.i)
-			assertDenied(t, "creation of the side-loaded image "+r.what, err, repo, fragNotSigned+" by key "+signer)
+			assertDenied(t, "creation of the side-loaded image "+r.what, err, repo, fragNotSigned+" by signer "+signer)
 		}
 		verifyAll(t)
 	})
@@ -268,7 +268,7 @@ func TestCosignKeylessTUF(t *testing.T) {
 		}
 		e.run(t, first)
 		_, err := s.Node.PullImage(second.ref)
-		assertDenied(t, "CRI pull of the image signed under another deployment", err, string(second.manifest), fragNotSigned+" by key "+signer, notInRoot)
+		assertDenied(t, "CRI pull of the image signed under another deployment", err, string(second.manifest), fragNotSigned+" by signer "+signer, notInRoot)
 	})
 
 	saved := map[string][]byte{}
@@ -291,7 +291,7 @@ func TestCosignKeylessTUF(t *testing.T) {
 		eventually(t, "creation of the image signed under the first root", func() error {
 			if _, err := e.create(t, first); err == nil {
 				return errors.New("allowed")
-			} else if !strings.Contains(harness.Reason(err), fragNotSigned+" by key "+signer) {
+			} else if !strings.Contains(harness.Reason(err), fragNotSigned+" by signer "+signer) {
 				return err
 			}
 			return nil
@@ -315,7 +315,7 @@ func TestCosignKeylessTUF(t *testing.T) {
 		})
 		e.run(t, second)
 		_, err := e.create(t, first)
-		assertDenied(t, "creation of the image signed under the first root, after the rollback", err, fragNotSigned+" by key "+signer)
+		assertDenied(t, "creation of the image signed under the first root, after the rollback", err, fragNotSigned+" by signer "+signer)
 		if verdicts, res := s.Verify(t, second.repo(t)+"@"+string(second.manifest)); res.ExitCode != 0 || len(verdicts) != 1 || !verdicts[0].Allowed {
 			t.Errorf("trustd verify of the second image: exit %d, %+v", res.ExitCode, verdicts)
 		}
