@@ -71,12 +71,13 @@ type SigstoreBundle struct {
 // SigstoreSource is a `kind = "sigstore"` source: cosign signatures in the
 // tag scheme (<repo>:sha256-<hex>.sig) and Sigstore bundles attached to
 // image digests through OCI 1.1 referrers (cosign v3's default, or its
-// tag-scheme fallback), fetched from the registries for the repositories it covers that are wanted (the
-// images the node has) or pulled, verified with the keys the policy's rules
-// name, and cached per repository as verified signatures only. Signatures
-// are only ever added: a registry that stops serving one, or serves another
-// manifest, does not remove what verified. Methods are safe for concurrent
-// use.
+// tag-scheme fallback), fetched from the registries for the repositories
+// it covers that are wanted (the images the node has) or pulled, verified
+// (cache/cosign) with the keys and keyless identities the policy's rules
+// name and, keyless, the source's trusted root, and cached per repository
+// as verified signatures only. Signatures are only ever added: a registry
+// that stops serving one, or serves another manifest, does not remove what
+// verified. Methods are safe for concurrent use.
 type SigstoreSource struct {
 	SourceName   string
 	Dir          string
