@@ -10,8 +10,13 @@ import (
 func NewDefaultTransport(roots *x509.CertPool) http.RoundTripper { return newTransport(roots) }
 
 // NumGUNLocks is how many per-repository refresh locks the source holds.
-func (s *NotarySource) NumGUNLocks() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.locks)
+func (s *NotarySource) NumGUNLocks() int { return s.locks.len() }
+
+// NumRepoLocks is how many per-repository locks the source holds.
+func (s *SigstoreSource) NumRepoLocks() int { return s.locks.len() }
+
+func (r *repoMutexes) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.m)
 }

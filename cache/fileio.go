@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -175,6 +176,44 @@ func repoLockPath(dir, repo string) string {
 	h := fnv.New32a()
 	h.Write([]byte(repo))
 	return filepath.Join(dir, "locks", fmt.Sprintf("%02d", h.Sum32()%repoLockStripes))
+}
+
+// repoMutexes serialises work on one repository within a process: one
+// refresh (or write) of a repository at a time. An entry lives only while
+// someone holds or waits for it, so that the names refreshed (any name a
+// pull carries) do not accumulate. The zero value is ready to use.
+type repoMutexes struct {
+	mu sync.Mutex
+	m  map[string]*repoMutex
+}
+
+type repoMutex struct {
+	sync.Mutex
+	refs int // holders and waiters, under repoMutexes.mu
+}
+
+// lock takes repo's mutex and returns its release.
+func (r *repoMutexes) lock(repo string) (unlock func()) {
+	r.mu.Lock()
+	if r.m == nil {
+		r.m = map[string]*repoMutex{}
+	}
+	l := r.m[repo]
+	if l == nil {
+		l = &repoMutex{}
+		r.m[repo] = l
+	}
+	l.refs++
+	r.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		r.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(r.m, repo)
+		}
+		r.mu.Unlock()
+	}
 }
 
 // lockFile takes an exclusive flock on path (created), waiting for other

@@ -83,7 +83,7 @@ type NotarySource struct {
 	markers   map[string]bool      // unsigned markers of earlier versions, found by Load
 	lastRound map[string]uint64    // round in which a repository was last refreshed
 	round     uint64
-	locks     map[string]*gunLock // one refresh of a GUN at a time
+	locks     repoMutexes // one refresh of a GUN at a time
 }
 
 // Name implements Source.

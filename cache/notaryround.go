@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -268,41 +267,18 @@ func (s *NotarySource) dropMarker(gun string) error {
 	return nil
 }
 
-// gunLock serialises the refreshes of one GUN.
-type gunLock struct {
-	mu   sync.Mutex
-	refs int // holders and waiters, under NotarySource.mu
-}
-
 // lockGUN takes gun's refresh lock and returns its release: in this
-// process a mutex (so one goroutine per GUN waits on the file), then the
-// bundle's file lock (lockRepo), which writers in other processes take
-// too. The mutex entry is dropped when no one holds or waits for it, so
-// that the names refreshed (any name a pull carries) do not accumulate.
-// The file lock is only ever released by unlock: should taking it fail,
-// the refresh goes on under the mutex alone, as before, and says nothing
-// (a cache directory that cannot hold a lock file fails its writes too).
+// process a mutex (repoMutexes: so one goroutine per GUN waits on the
+// file), then the bundle's file lock (lockRepo), which writers in other
+// processes take too. The file lock is only ever released by unlock:
+// should taking it fail, the refresh goes on under the mutex alone, as
+// before, and says nothing (a cache directory that cannot hold a lock file
+// fails its writes too).
 func (s *NotarySource) lockGUN(gun string) (unlock func()) {
-	s.mu.Lock()
-	if s.locks == nil {
-		s.locks = map[string]*gunLock{}
-	}
-	l := s.locks[gun]
-	if l == nil {
-		l = &gunLock{}
-		s.locks[gun] = l
-	}
-	l.refs++
-	s.mu.Unlock()
-	l.mu.Lock()
+	unlockMutex := s.locks.lock(gun)
 	fl, _ := lockRepo(s.Dir, gun)
 	return func() {
 		fl.Unlock()
-		l.mu.Unlock()
-		s.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(s.locks, gun)
-		}
-		s.mu.Unlock()
+		unlockMutex()
 	}
 }

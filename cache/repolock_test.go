@@ -3,6 +3,7 @@ package cache
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"syscall"
 	"testing"
@@ -119,5 +120,19 @@ func TestSigstoreWritesHoldTheRepositoryLock(t *testing.T) {
 	}
 	if _, err := os.Stat(src.bundlePath(repo)); err != nil {
 		t.Errorf("signatures not written: %v", err)
+	}
+}
+
+// TestSigstoreRepositoryLocksDoNotAccumulate: the per-repository lock of a
+// sigstore source lives only while held, whatever names pulls carry.
+func TestSigstoreRepositoryLocksDoNotAccumulate(t *testing.T) {
+	_, key := testKey(t)
+	src := &SigstoreSource{SourceName: "cosign", Dir: t.TempDir(), Repositories: mustPatterns(t, "registry.corp.example/**"), Verifier: &cosign.Verifier{Keys: []cosign.Key{key}}}
+	for i := range 100 {
+		repo := fmt.Sprintf("registry.corp.example/pulled/%d", i)
+		src.AddSignatures(repo, digest.FromString(repo), nil, false)
+	}
+	if n := src.NumRepoLocks(); n != 0 {
+		t.Errorf("%d repository locks kept after the work ended", n)
 	}
 }

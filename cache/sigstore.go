@@ -96,7 +96,7 @@ type SigstoreSource struct {
 	// wantedDigests are the digests of images the node has, per wanted
 	// repository (WantDigest).
 	wantedDigests map[string][]digest.Digest
-	locks         sync.Map // repository -> *sync.Mutex: one fetch of a repository at a time
+	locks         repoMutexes // one fetch or write of a repository at a time
 	// refused holds, per "repository@digest", why the signatures found
 	// for that digest at its last fetch were refused (noteRefused).
 	refused map[string][]string
@@ -377,9 +377,7 @@ func (s *SigstoreSource) syncRepo(ctx context.Context, repo string, pulled []dig
 	if !s.Covers(repo) {
 		return 0, fmt.Errorf("source %q does not cover %s", s.SourceName, repo)
 	}
-	l, _ := s.locks.LoadOrStore(repo, &sync.Mutex{})
-	l.(*sync.Mutex).Lock()
-	defer l.(*sync.Mutex).Unlock()
+	defer s.locks.lock(repo)()
 	ctx, cancel := context.WithTimeout(ctx, sigstoreTimeout)
 	defer cancel()
 

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -332,9 +331,7 @@ func (s *SigstoreSource) AddSignatures(repo string, d digest.Digest, arts []cosi
 	if !s.Covers(repo) {
 		return nil, 0, fmt.Errorf("source %q does not cover %s", s.SourceName, repo)
 	}
-	l, _ := s.locks.LoadOrStore(repo, &sync.Mutex{})
-	l.(*sync.Mutex).Lock()
-	defer l.(*sync.Mutex).Unlock()
+	defer s.locks.lock(repo)()
 	sigs, problems := s.verifyArtifacts(repo, d, arts, nil)
 	added, err := s.merge(repo, sigs, persist)
 	if err != nil {
@@ -379,9 +376,7 @@ func (s *SigstoreSource) importBundle(b *SigstoreBundle) (int, error) {
 		sig.Signer = res.Signer
 		ok = append(ok, sig)
 	}
-	l, _ := s.locks.LoadOrStore(b.Repository, &sync.Mutex{})
-	l.(*sync.Mutex).Lock()
-	defer l.(*sync.Mutex).Unlock()
+	defer s.locks.lock(b.Repository)()
 	n, err := s.merge(b.Repository, ok, true)
 	return n, errors.Join(append(errs, err)...)
 }
