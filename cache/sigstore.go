@@ -206,6 +206,24 @@ func (s *SigstoreSource) loadBundle(repo string) (*SigstoreBundle, error) {
 	return nil, fmt.Errorf("cached signatures of %s failed verification (%s): %w", repo, moveAside(s.bundlePath(repo)), err)
 }
 
+// reverify verifies a cached (or exported) signature of repo again with
+// the source's verifier as it is now, and sets its signer and the keys and
+// identities it satisfies. It returns false, and no error, for a signature
+// made by a signer no rule names any more; an error for one that does not
+// verify (altered), and cosign.ErrNoRoot for a keyless one the source has
+// no trusted root for.
+func (s *SigstoreSource) reverify(repo string, sig *SigstoreSignature) (bool, error) {
+	res, err := s.Verifier.Verify(&sig.Artifact, repo, sig.Digest)
+	switch {
+	case errors.Is(err, cosign.ErrNoSigner) && !s.Verifier.Names(sig.Signer):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("signature of %s by %s: %w", sig.Digest, sig.Signer, err)
+	}
+	sig.Signer, sig.Matches = res.Signer, res.Matches
+	return true, nil
+}
+
 func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
 	data, err := readFileLimit(s.bundlePath(repo), maxSigsPerRepo*(2*maxSigPayload))
 	if err != nil {
@@ -222,17 +240,15 @@ func (s *SigstoreSource) readBundle(repo string) (*SigstoreBundle, error) {
 	}
 	kept := b.Signatures[:0]
 	for _, sig := range b.Signatures {
-		res, err := s.Verifier.Verify(&sig.Artifact, repo, sig.Digest)
+		ok, err := s.reverify(repo, &sig)
 		switch {
-		case errors.Is(err, cosign.ErrNoSigner) && !s.Verifier.Names(sig.Signer):
-			continue // a signer no rule names now
 		case errors.Is(err, cosign.ErrNoRoot):
 			continue // keyless, and no trusted root now (Load reports why)
 		case err != nil:
-			return nil, fmt.Errorf("signature of %s by %s: %w", sig.Digest, sig.Signer, err)
+			return nil, err
+		case ok:
+			kept = append(kept, sig)
 		}
-		sig.Signer, sig.Matches = res.Signer, res.Matches
-		kept = append(kept, sig)
 	}
 	b.Signatures = kept
 	return &b, nil

@@ -365,16 +365,12 @@ func (s *SigstoreSource) importBundle(b *SigstoreBundle) (int, error) {
 	var ok []SigstoreSignature
 	var errs []error
 	for _, sig := range b.Signatures {
-		res, err := s.Verifier.Verify(&sig.Artifact, b.Repository, sig.Digest)
-		switch {
-		case errors.Is(err, cosign.ErrNoSigner) && !s.Verifier.Names(sig.Signer):
-			continue // a signer this node's policy does not name
+		switch kept, err := s.reverify(b.Repository, &sig); {
 		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: signature of %s by %s: %w", b.Repository, sig.Digest, sig.Signer, err))
-			continue
+			errs = append(errs, fmt.Errorf("%s: %w", b.Repository, err))
+		case kept: // else a signer this node's policy does not name
+			ok = append(ok, sig)
 		}
-		sig.Signer = res.Signer
-		ok = append(ok, sig)
 	}
 	defer s.locks.lock(b.Repository)()
 	n, err := s.merge(b.Repository, ok, true)
