@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -98,27 +99,34 @@ func (s *NotarySource) bundlePath(gun string) string {
 
 // Covers reports whether the source has trust data for repo per its
 // `repositories` patterns.
-func (s *NotarySource) Covers(repo string) bool {
-	for _, p := range s.Repositories {
-		if p.Match(repo) {
-			return true
-		}
-	}
-	return false
-}
+func (s *NotarySource) Covers(repo string) bool { return covers(s.Repositories, repo) }
 
 // Want adds repositories to keep in sync (those the source covers).
 func (s *NotarySource) Want(repos ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.wanted == nil {
-		s.wanted = map[string]bool{}
+	s.wanted = addWanted(s.wanted, s.Repositories, repos, maxNotaryRepos)
+}
+
+// covers reports whether one of a source's repositories patterns matches
+// repo.
+func covers(patterns []policy.Pattern, repo string) bool {
+	return slices.ContainsFunc(patterns, func(p policy.Pattern) bool { return p.Match(repo) })
+}
+
+// addWanted adds to wanted (made if nil) the repos that patterns cover,
+// while it holds fewer than max, and returns it: the repositories a
+// per-repository source keeps in sync.
+func addWanted(wanted map[string]bool, patterns []policy.Pattern, repos []string, max int) map[string]bool {
+	if wanted == nil {
+		wanted = map[string]bool{}
 	}
 	for _, r := range repos {
-		if s.Covers(r) && len(s.wanted) < maxNotaryRepos {
-			s.wanted[r] = true
+		if covers(patterns, r) && len(wanted) < max {
+			wanted[r] = true
 		}
 	}
+	return wanted
 }
 
 func (s *NotarySource) pinFor(gun string) notary.Pin {

@@ -109,22 +109,13 @@ func (s *SigstoreSource) Name() string { return s.SourceName }
 func (s *SigstoreSource) Kind() string { return policy.KindSigstore }
 
 // Covers reports whether the source covers repo per its repositories.
-func (s *SigstoreSource) Covers(repo string) bool {
-	return slices.ContainsFunc(s.Repositories, func(p policy.Pattern) bool { return p.Match(repo) })
-}
+func (s *SigstoreSource) Covers(repo string) bool { return covers(s.Repositories, repo) }
 
 // Want adds repositories to keep in sync (those the source covers).
 func (s *SigstoreSource) Want(repos ...string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.wanted == nil {
-		s.wanted = map[string]bool{}
-	}
-	for _, r := range repos {
-		if s.Covers(r) && len(s.wanted) < maxSigstoreRepos {
-			s.wanted[r] = true
-		}
-	}
+	s.wanted = addWanted(s.wanted, s.Repositories, repos, maxSigstoreRepos)
 }
 
 // PullDiscovered implements RepositorySource: pulled repositories are
