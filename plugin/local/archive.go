@@ -36,16 +36,13 @@ var ErrArchiveNames = errors.New("cannot name the archive's image")
 // is loaded as (`ctr images import --index-name`). Every decision is
 // recorded on l's engine.
 func (l *Local) JudgeArchive(ctx context.Context, a *archive.Archive, asName, namespace string) ([]verify.Decision, error) {
-	if asName != "" {
-		unnamed := 0
-		for i := range a.Images {
-			if len(a.Images[i].Names) == 0 {
-				a.Images[i].Names = []string{asName}
-				unnamed++
-			}
-		}
-		if unnamed != 1 {
-			return nil, fmt.Errorf("%w: --name %s: the archive holds %d images without a name; --name names exactly one", ErrArchiveNames, asName, unnamed)
+	as, err := unnamedAs(a, asName)
+	if err != nil {
+		return nil, err
+	}
+	for i := range a.Images {
+		if len(a.Images[i].Names) == 0 && as != "" {
+			a.Images[i].Names = []string{as}
 		}
 	}
 	e := archiveEngine(l, a)
@@ -54,6 +51,25 @@ func (l *Local) JudgeArchive(ctx context.Context, a *archive.Archive, asName, na
 		out = append(out, judgeArchiveImage(ctx, e, l.Policy, img, namespace)...)
 	}
 	return out, nil
+}
+
+// unnamedAs returns the name the archive's one image without a name is
+// loaded as: asName ("" when not set), or an error when the archive does
+// not hold exactly one such image.
+func unnamedAs(a *archive.Archive, asName string) (string, error) {
+	if asName == "" {
+		return "", nil
+	}
+	unnamed := 0
+	for _, img := range a.Images {
+		if len(img.Names) == 0 {
+			unnamed++
+		}
+	}
+	if unnamed != 1 {
+		return "", fmt.Errorf("%w: --name %s: the archive holds %d images without a name; --name names exactly one", ErrArchiveNames, asName, unnamed)
+	}
+	return asName, nil
 }
 
 // archiveEngine is l's engine with the archive's own manifests and indexes
