@@ -171,6 +171,18 @@ func verifySimpleSigning(pub crypto.PublicKey, repo string, d digest.Digest, pay
 	return checkPayload(payload, repo, d)
 }
 
+// PayloadDigest returns the image digest a simple-signing payload names
+// ("" when it names none, or does not parse). It verifies nothing: it says
+// where a signature found without its image (in an archive) is to be
+// verified.
+func PayloadDigest(payload []byte) digest.Digest {
+	var ss simpleSigning
+	if json.Unmarshal(payload, &ss) != nil {
+		return ""
+	}
+	return digest.Digest(ss.Critical.Image.DockerManifestDigest)
+}
+
 // checkPayload checks that a simple-signing payload is about digest d of
 // repository repo.
 func checkPayload(payload []byte, repo string, d digest.Digest) error {

@@ -1,7 +1,6 @@
 package local
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -26,12 +25,7 @@ import (
 // ones. Nothing that does not verify is added. asName is JudgeArchive's.
 // It returns a line per image, name and source.
 func (l *Local) ArchiveSignatures(a *archive.Archive, asName string, persist bool) ([]string, error) {
-	unnamed := 0
-	for _, img := range a.Images {
-		if len(img.Names) == 0 {
-			unnamed++
-		}
-	}
+	as, _ := unnamedAs(a, asName) // JudgeArchive reports a name that fits no image
 	// The tag scheme's payloads name the digest they sign: routed by it
 	// (Verify checks it, with the repository).
 	tagScheme := map[digest.Digest][]cosign.Artifact{}
@@ -45,7 +39,7 @@ func (l *Local) ArchiveSignatures(a *archive.Archive, asName string, persist boo
 		arts, problems := cache.CosignArtifacts(mf, "", archiveBlob(a))
 		errs = append(errs, problems...)
 		for _, art := range arts {
-			d := payloadDigest(art.Payload)
+			d := cosign.PayloadDigest(art.Payload)
 			tagScheme[d] = append(tagScheme[d], art)
 		}
 	}
@@ -66,8 +60,8 @@ func (l *Local) ArchiveSignatures(a *archive.Archive, asName string, persist boo
 			continue
 		}
 		names := img.Names
-		if len(names) == 0 && asName != "" && unnamed == 1 {
-			names = []string{asName}
+		if len(names) == 0 && as != "" {
+			names = []string{as}
 		}
 		seen := map[string]bool{}
 		for _, n := range names {
@@ -105,20 +99,4 @@ func archiveBlob(a *archive.Archive) func(v1.Descriptor, int64) ([]byte, error) 
 		}
 		return b, cache.CheckBlob(l, b)
 	}
-}
-
-// payloadDigest is the image digest a simple-signing payload names ("" when
-// it names none): where the signature is to be verified.
-func payloadDigest(payload []byte) digest.Digest {
-	var p struct {
-		Critical struct {
-			Image struct {
-				Digest digest.Digest `json:"docker-manifest-digest"`
-			} `json:"image"`
-		} `json:"critical"`
-	}
-	if json.Unmarshal(payload, &p) != nil {
-		return ""
-	}
-	return p.Critical.Image.Digest
 }
