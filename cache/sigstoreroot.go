@@ -47,10 +47,12 @@ func (r *SigstoreRoot) Load() error {
 		return nil
 	}
 	var tr *root.TrustedRoot
+	var sum [sha256.Size]byte
 	var err error
 	if r.TUF == nil {
 		tr, err = cosign.ParseTrustedRoot(r.Pinned)
-	} else if tr, r.loaded, err = r.loadTUF(nil); err != nil {
+		sum = sha256.Sum256(r.Pinned)
+	} else if tr, sum, err = r.loadTUF(nil); err != nil {
 		err = fmt.Errorf("trusted root of source %q: %w", r.TUF.Name, err)
 	}
 	if err != nil {
@@ -58,7 +60,7 @@ func (r *SigstoreRoot) Load() error {
 		return err
 	}
 	r.Root.Set(tr, nil)
-	r.loaded = sha256.Sum256(r.Pinned)
+	r.loaded = sum // the TUF root's, so that Sync sees it unchanged
 	return nil
 }
 

@@ -171,6 +171,12 @@ func TestSigstoreRootTUF(t *testing.T) {
 	if err := tuf.Start(); err != nil {
 		t.Fatal(err)
 	}
+	// Back online, the root unchanged: a source started from the cache
+	// does not take the root it loaded for a new one (which would verify
+	// every cached signature again).
+	if changed, err := re.Root.Sync(context.Background(), time.Now()); err != nil || changed {
+		t.Errorf("Sync of the unchanged root after a restart: changed %v, %v", changed, err)
+	}
 
 	// Rolled back: the repository serves version 1's metadata and root.
 	for f, b := range saved {
